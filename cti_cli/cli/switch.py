@@ -1,0 +1,81 @@
+"""`cti enable` / `cti disable`: the on/off switch, guarded by a live check of the AMI server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from cti_cli.ami.check import ServerInfo, check_server
+from cti_cli.ami.errors import AMIError
+from cti_cli.cli.app import app
+from cti_cli.cli.common import (
+    EXIT_USAGE,
+    console,
+    fail,
+    load_config,
+    load_config_for_edit,
+    save_config,
+)
+from cti_cli.config import Config, ServerConfig
+
+
+def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
+    """Prove the AMI server is reachable and accepts the login; exit 1 with the exact reason."""
+    try:
+        return asyncio.run(
+            check_server(
+                server.host,
+                server.port,
+                server.login,
+                server.password.get_secret_value(),
+                tls=server.tls,
+                auth=server.auth,
+                timeout=timeout or server.timeout,
+                cafile=server.cafile,
+            )
+        )
+    except AMIError as exc:
+        fail(f"cannot enable: {exc}; the integration stays disabled")
+
+
+def record_check(config: Config, info: ServerInfo) -> None:
+    config.status.ami_version = info.ami_version
+    config.status.asterisk_version = info.asterisk_version
+    config.status.checked_at = datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@app.command()
+def enable(
+    ctx: typer.Context,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait for the AMI server (default: server.timeout).", min=0.1),
+    ] = None,
+) -> None:
+    """Check the AMI server, then switch the integration on."""
+    effective = load_config(ctx)
+    if missing := effective.incomplete():
+        fail(f"cannot enable: {missing[0]}", EXIT_USAGE)
+    info = run_check(effective.server, timeout)
+    config = load_config_for_edit(ctx)
+    config.enabled = True
+    record_check(config, info)
+    save_config(ctx, config)
+    console.print(
+        f"enabled: {effective.server.host}:{effective.server.port} answers "
+        f"(AMI {info.ami_version}, Asterisk {info.asterisk_version})",
+        markup=False,
+    )
+
+
+@app.command()
+def disable(ctx: typer.Context) -> None:
+    """Switch the integration off (the config is kept)."""
+    config = load_config_for_edit(ctx)
+    was = config.enabled
+    config.enabled = False
+    save_config(ctx, config)
+    console.print("disabled" if was else "already disabled")

@@ -1,0 +1,394 @@
+"""The `cti` configuration: one TOML file, validated, written atomically with mode 0600.
+
+Two views of the same file exist on purpose:
+
+* ``load_file`` — exactly what the file says. Commands that *edit* the config use it, so a
+  secret injected through the environment (``CTI_SERVER__PASSWORD`` from systemd credentials)
+  is never written back to disk.
+* ``load`` — the file overlaid with ``CTI_*`` environment variables (``__`` nests), which is
+  what running commands (`enable`, `watch`, `agent`) must use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import stat
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_RECORDINGS_DIR = Path("/var/spool/asterisk/monitor")
+SECRET_MASK = "••••••"
+
+
+class ConfigError(Exception):
+    """A config problem a user must fix; ``problems`` holds one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def _not_a_number(value: object) -> object:
+    """TOML has real booleans: `enabled = 1` is a mistake, not `true` (env strings still parse)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_not_a_number)]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerConfig(_Block):
+    type: Literal["asterisk-ami"] = "asterisk-ami"
+    host: str = ""
+    port: int = Field(default=5038, ge=1, le=65535, strict=False)
+    login: str = ""
+    password: SecretStr = SecretStr("")
+    tls: Flag = False
+    cafile: str | None = None
+    auth: Literal["md5", "plain"] = "md5"
+    timeout: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("host", "login")
+    @classmethod
+    def _no_blanks(cls, value: str) -> str:
+        if value != value.strip() or any(c in value for c in "\r\n"):
+            raise ValueError("must not contain spaces at the ends or line breaks")
+        return value
+
+
+class Member(_Block):
+    login: str = Field(min_length=1)
+    name: str = ""
+    extensions: list[str] = Field(default_factory=list)
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions_are_dialable(cls, value: list[str]) -> list[str]:
+        for ext in value:
+            if not ext or not all(c.isalnum() or c in "+*#_-" for c in ext):
+                raise ValueError(f"extension {ext!r} must be digits/letters like 101")
+        return value
+
+
+class Team(_Block):
+    name: str = Field(min_length=1)
+    members: list[Member] = Field(default_factory=list)
+
+
+class RuleConfig(_Block):
+    script: str | None = None
+    trigger: Literal["ring", "answer"] = "answer"
+
+
+class CdrConfig(_Block):
+    dbaccess: str | None = None
+    recordings_dir: str = str(DEFAULT_RECORDINGS_DIR)
+
+
+class CallsConfig(_Block):
+    """How the tracker reads extensions out of channel names (`PJSIP/101-0000002a` → 101)."""
+
+    extension_pattern: str | None = None
+
+
+class Webhook(_Block):
+    url: str = Field(pattern=r"^https?://\S+$")
+    secret: SecretStr = SecretStr("")
+    format: Literal["json", "zammad"] = "json"
+
+
+class Status(_Block):
+    """What the last successful `cti enable` check saw; written by the tool, not by hand."""
+
+    ami_version: str | None = None
+    asterisk_version: str | None = None
+    checked_at: str | None = None
+
+
+class Config(_Block):
+    enabled: Flag = False
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    teams: list[Team] = Field(default_factory=list)
+    rule: RuleConfig = Field(default_factory=RuleConfig)
+    cdr: CdrConfig = Field(default_factory=CdrConfig)
+    calls: CallsConfig = Field(default_factory=CallsConfig)
+    webhooks: list[Webhook] = Field(default_factory=list)
+    status: Status = Field(default_factory=Status)
+
+    def incomplete(self) -> list[str]:
+        """What `cti enable` still needs, one line per block, naming the fix."""
+        problems = []
+        server = self.server
+        for key, value in (("host", server.host), ("login", server.login)):
+            if not value:
+                problems.append(
+                    f"connection parameters: server.{key} is not set; run cti configure --{key} …"
+                )
+        if not server.password.get_secret_value():
+            problems.append(
+                "connection parameters: server.password is not set; "
+                "run cti configure --password-stdin (or set CTI_SERVER__PASSWORD)"
+            )
+        if not any(m.extensions for t in self.teams for m in t.members):
+            problems.append(
+                "responsible teams: no team has a member with an extension; "
+                "run cti teams add NAME and cti teams member NAME --login L --ext 101"
+            )
+        if not self.rule.script:
+            problems.append(
+                "call handling rule: rule.script is not set; run cti configure --rule PATH"
+            )
+        else:
+            from cti_cli.rules import RuleError, read_rule
+
+            try:
+                read_rule(Path(self.rule.script))
+            except RuleError as exc:
+                problems.append(f"call handling rule: {exc}")
+        return problems
+
+    def team(self, name: str) -> Team | None:
+        return next((t for t in self.teams if t.name == name), None)
+
+    def operator_extensions(self) -> dict[str, tuple[Team, Member]]:
+        """Extension → (team, member): who is responsible when that phone rings."""
+        owners: dict[str, tuple[Team, Member]] = {}
+        for team in self.teams:
+            for member in team.members:
+                for ext in member.extensions:
+                    owners.setdefault(ext, (team, member))
+        return owners
+
+
+class _EnvOverlay(BaseSettings, Config):
+    """`Config` with `CTI_*` environment variables taking precedence over the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+# ---------------------------------------------------------------- paths
+
+
+def default_path() -> Path:
+    """`$CTI_CONFIG`, else `$XDG_CONFIG_HOME/cti/cti.toml` (`~/.config/cti/cti.toml`)."""
+    if env := os.environ.get("CTI_CONFIG"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "cti" / "cti.toml"
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+
+
+def _validate(
+    path: Path, factory: Callable[[dict[str, Any]], Config], data: dict[str, Any]
+) -> Config:
+    try:
+        return factory(data)
+    except ValidationError as exc:
+        raise ConfigError(list(describe_errors(path.name, exc))) from None
+
+
+def load_file(path: Path) -> Config:
+    """The file exactly as written (no environment overlay); defaults when it does not exist."""
+    return _validate(path, Config.model_validate, _read_toml(path))
+
+
+def load(path: Path) -> Config:
+    """The effective config: the file overlaid with `CTI_*` environment variables."""
+    return _validate(path, lambda data: _EnvOverlay(**data), _read_toml(path))
+
+
+def with_environment(config: Config) -> Config:
+    """Overlay `CTI_*` environment variables on an in-memory config (e.g. one about to be saved)."""
+    return _EnvOverlay(**to_toml_dict(config))
+
+
+def permission_warning(path: Path) -> str | None:
+    """A warning when others may read the file (it holds the AMI password)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (
+            f"warning: {path} is readable by others (mode {stat.S_IMODE(mode):04o}); "
+            f"it holds secrets: run chmod 600 {path}"
+        )
+    return None
+
+
+# ---------------------------------------------------------------- writing
+
+
+def to_toml_dict(config: Config) -> dict[str, Any]:
+    """Plain data for TOML: secrets revealed (it is the secret store), `None` dropped."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, BaseModel):
+            items = ((k, plain(v)) for k, v in value)
+            return {k: v for k, v in items if v is not None and v != {}}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    data: dict[str, Any] = plain(Config.model_validate(config.model_dump()))
+    return data
+
+
+def save(path: Path, config: Config) -> None:
+    """Write atomically: a 0600 temp file in the same folder, fsync, rename over the old one."""
+    text = tomli_w.dumps(to_toml_dict(config))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_os_error():
+            os.unlink(tmp)
+        raise
+    with _suppress_os_error():
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class _suppress_os_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, OSError)
+
+
+# ---------------------------------------------------------------- error messages
+
+_ALLOWED: dict[str, str] = {
+    "enabled": "must be true or false",
+    "server.type": 'must be "asterisk-ami"',
+    "server.port": "must be an integer 1–65535",
+    "server.tls": "must be true or false",
+    "server.auth": 'must be "md5" or "plain"',
+    "server.timeout": "must be a number of seconds, more than 0 and at most 300",
+    "rule.trigger": 'must be "ring" or "answer"',
+    "webhooks.*.url": "must be an http:// or https:// URL",
+    "webhooks.*.format": 'must be "json" or "zammad"',
+}
+
+
+def _model_at(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of an error location."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))[0]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+        else:
+            return None
+    return model
+
+
+def describe_errors(filename: str, exc: ValidationError) -> Iterator[str]:
+    """One line per problem: file, key path, bad value, what is allowed."""
+    for error in exc.errors():
+        loc = list(error["loc"])
+        key = key_path(loc)
+        pattern = ".".join("*" if isinstance(p, int) else str(p) for p in loc)
+        value = error.get("input")
+        shown = _show_value(key, value)
+        if error["type"] == "extra_forbidden":
+            model = _model_at(loc)
+            known = list(model.model_fields) if model else []
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            suggestion = (
+                f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(known)}"
+            )
+            yield f"{filename}: {key}: unknown key{suggestion}"
+            continue
+        if error["type"] == "missing":
+            yield f"{filename}: {key}: is required"
+            continue
+        allowed = _ALLOWED.get(pattern) or error["msg"].removeprefix("Value error, ")
+        yield f"{filename}: {key}: {allowed}, got {shown}"
+
+
+def key_path(loc: Sequence[str | int]) -> str:
+    """`("teams", 0, "name")` → `teams[0].name`, the way a user reads the TOML."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _show_value(key: str, value: object) -> str:
+    if "password" in key or "secret" in key:
+        return SECRET_MASK
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, dict | list):
+        return "a table" if isinstance(value, dict) else "a list"
+    return repr(value).replace("True", "true").replace("False", "false")
