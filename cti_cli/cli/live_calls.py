@@ -1,0 +1,131 @@
+"""The live call board of `cti watch`: active calls, just-ended calls fading, a recent list.
+
+Time is passed in (`now`, monotonic seconds) rather than read here, so the board can be
+tested frame by frame and the tracker stays free of clocks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cti_cli.ami.reconnect import ConnectionState
+from cti_cli.calls import Answered, CallEvent, CallTracker, CallView, Ended
+
+FADE_SECONDS = 5.0
+RECENT_MAX = 8
+
+
+@dataclass
+class _Finished:
+    event: Ended
+    ended_at: float
+    started_at: float
+    answered_at: float | None
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def who(number: str, name: str) -> str:
+    return f"{number} {name}".strip() if name else number or "?"
+
+
+class CallBoard:
+    """What the operator's terminal shows; fed call events, drawn on a timer."""
+
+    def __init__(self, tracker: CallTracker, server: str) -> None:
+        self.tracker = tracker
+        self.server = server
+        self.connection = "connecting"
+        self.connection_style = "yellow"
+        self._first_seen: dict[str, float] = {}
+        self._answered_at: dict[str, float] = {}
+        self._fading: dict[str, _Finished] = {}
+        self.recent: deque[_Finished] = deque(maxlen=RECENT_MAX)
+
+    def set_connection(self, state: ConnectionState, now: float) -> None:
+        self.connection = str(state)
+        self.connection_style = {"connected": "green", "error": "red"}.get(state.state, "yellow")
+
+    def record(self, events: Iterable[CallEvent], now: float) -> None:
+        for event in events:
+            started = self._first_seen.setdefault(event.call_id, now)
+            if isinstance(event, Answered):
+                self._answered_at.setdefault(event.call_id, now)
+            elif isinstance(event, Ended):
+                self._first_seen.pop(event.call_id, None)
+                answered = self._answered_at.pop(event.call_id, None)
+                self._fading[event.call_id] = _Finished(event, now, started, answered)
+
+    def _age_out(self, now: float) -> None:
+        for call_id, done in list(self._fading.items()):
+            if now - done.ended_at >= FADE_SECONDS:
+                del self._fading[call_id]
+                self.recent.appendleft(done)
+
+    def render(self, now: float) -> RenderableType:
+        self._age_out(now)
+        active = self.tracker.active_calls()
+        status = Text.assemble(
+            ("AMI ", "bold"), self.server, "  ", (self.connection, self.connection_style),
+            f"   {len(active)} active call{'s' if len(active) != 1 else ''}",
+        )  # fmt: skip
+        table = Table("caller", "dialled", "queue", "state", "operators", "time", expand=True)
+        live_ids = {view.call_id for view in active}
+        for stale in self._first_seen.keys() - live_ids:  # calls the tracker dropped silently
+            del self._first_seen[stale]
+            self._answered_at.pop(stale, None)
+        for view in active:
+            started = self._first_seen.setdefault(view.call_id, now)
+            table.add_row(*self._active_row(view, now - started))
+        for done in self._fading.values():
+            table.add_row(*self._ended_row(done), style="dim")
+        parts: list[RenderableType] = [status, table]
+        if self.recent:
+            recent = Table("recent", "dialled", "outcome", "operators", "talk", box=None,
+                           show_header=True, header_style="dim")  # fmt: skip
+            for done in self.recent:
+                recent.add_row(*self._ended_row(done)[:1], *self._recent_cells(done))
+            parts.append(recent)
+        return Group(*parts)
+
+    @staticmethod
+    def _active_row(view: CallView, age: float) -> tuple[str, ...]:
+        if view.state == "talking":
+            state, operators = "talking", ", ".join(view.talking)
+        else:
+            state, operators = "ringing", ", ".join(view.ringing)
+        return (
+            who(view.caller, view.caller_name), view.dialed, view.queue or "", state, operators,
+            clock(age),
+        )  # fmt: skip
+
+    @staticmethod
+    def _ended_row(done: _Finished) -> tuple[str, ...]:
+        e = done.event
+        operators = ", ".join(e.answered_by) or ", ".join(e.rang)
+        return (
+            who(e.caller, e.caller_name), e.dialed, e.queue or "", f"ended: {e.reason}",
+            operators, clock(done.ended_at - done.started_at),
+        )  # fmt: skip
+
+    @staticmethod
+    def _recent_cells(done: _Finished) -> tuple[str, ...]:
+        e = done.event
+        outcome = "answered" if e.answered else f"missed ({e.reason})"
+        if e.duration is not None:
+            talk = clock(e.duration)
+        elif done.answered_at is not None:  # no Timestamp headers: our own clock
+            talk = clock(done.ended_at - done.answered_at)
+        else:
+            talk = ""
+        return e.dialed, outcome, ", ".join(e.answered_by) or ", ".join(e.rang), talk

@@ -1,0 +1,184 @@
+"""`cti watch`: the PBX's calls live in the terminal (or raw events, or call events as JSON).
+
+Read-only, so it works whether the integration is enabled or not. The screen is redrawn at a
+fixed low rate by a timer, never per event, so a busy PBX cannot make the terminal fall behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Annotated
+
+import typer
+from rich.live import Live
+
+from cti_cli.ami.message import Message
+from cti_cli.ami.reconnect import ConnectionState, ConnectParams, ReconnectingClient
+from cti_cli.calls import CallTracker
+from cti_cli.cli.app import app
+from cti_cli.cli.common import EXIT_USAGE, console, err_console, fail, load_config
+from cti_cli.cli.live_calls import CallBoard
+from cti_cli.config import Config
+
+REFRESH_SECONDS = 0.5
+
+EventFilter = Callable[[Mapping[str, str]], bool]
+
+
+def parse_filters(specs: list[str]) -> EventFilter:
+    """`Name=glob` pairs, all of which must match (`Event=Dial*`, `Channel=PJSIP/10?-*`)."""
+    pairs: list[tuple[str, str]] = []
+    for spec in specs:
+        name, sep, pattern = spec.partition("=")
+        if not sep or not name.strip():
+            fail(f"--filter {spec!r}: write it as Header=pattern, e.g. Event=Dial*", EXIT_USAGE)
+        pairs.append((name.strip(), pattern))
+
+    def matches(event: Mapping[str, str]) -> bool:
+        for name, pattern in pairs:
+            value = event.get(name)
+            if value is None or not fnmatch.fnmatchcase(value, pattern):
+                return False
+        return True
+
+    return matches
+
+
+def connect_params(config: Config) -> ConnectParams:
+    server = config.server
+    missing = [k for k in ("host", "login") if not getattr(server, k)]
+    if not server.password.get_secret_value():
+        missing.append("password")
+    if missing:
+        fail(
+            f"the connection parameters are incomplete (server.{missing[0]} is not set); "
+            "run cti configure",
+            EXIT_USAGE,
+        )
+    return ConnectParams(
+        host=server.host,
+        port=server.port,
+        username=server.login,
+        secret=server.password.get_secret_value(),
+        tls=server.tls,
+        cafile=server.cafile,
+        auth=server.auth,
+        timeout=server.timeout,
+    )
+
+
+def event_json(event: Message) -> str:
+    """A raw AMI event as one JSON object; repeated headers become lists."""
+    data: dict[str, str | list[str]] = {}
+    for name, value in event.headers:
+        old = data.get(name)
+        if old is None:
+            data[name] = value
+        elif isinstance(old, list):
+            old.append(value)
+        else:
+            data[name] = [old, value]
+    return json.dumps(data, ensure_ascii=False)
+
+
+def event_text(event: Message) -> str:
+    return "\n".join(f"{name}: {value}" for name, value in event.headers) + "\n"
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    events: Annotated[
+        bool, typer.Option("--events", help="Tail the raw AMI events instead of the call table.")
+    ] = False,
+    filters: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--filter",
+            help="With --events: only events whose Header matches a glob, "
+            "e.g. --filter 'Event=Dial*' (repeat: all must match).",
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="JSON Lines: call events (or raw events with --events).")
+    ] = False,
+) -> None:
+    """Show the PBX's calls live: caller, dialled, queue, who rings, who talks, how it ended."""
+    config = load_config(ctx)
+    params = connect_params(config)
+    if filters and not events:
+        fail("--filter goes with --events", EXIT_USAGE)
+    match = parse_filters(filters or [])
+    try:
+        if events:
+            asyncio.run(_tail_events(params, match, json_out))
+        elif json_out:
+            asyncio.run(_call_events_json(params, config.calls.extension_pattern))
+        else:
+            asyncio.run(_live_board(params, config.calls.extension_pattern))
+    except KeyboardInterrupt:
+        pass
+    except ValueError as exc:  # a bad calls.extension_pattern
+        fail(str(exc), EXIT_USAGE)
+
+
+def _state_to_stderr(state: ConnectionState) -> None:
+    err_console.print(f"cti watch: {state}", markup=False, style="dim")
+
+
+async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool) -> None:
+    client = ReconnectingClient(params, on_state=_state_to_stderr)
+    out = sys.stdout
+    try:
+        async for event in client.events():
+            if match(event):
+                out.write(event_json(event) + "\n" if as_json else event_text(event) + "\n")
+                out.flush()
+    finally:
+        await client.close()
+
+
+async def _call_events_json(params: ConnectParams, pattern: str | None) -> None:
+    tracker = CallTracker(pattern)
+    client = ReconnectingClient(params, on_state=_state_to_stderr)
+    out = sys.stdout
+    try:
+        async for event in client.events():
+            for call_event in tracker.feed(event):
+                out.write(call_event.to_json() + "\n")
+                out.flush()
+    finally:
+        await client.close()
+
+
+async def _live_board(params: ConnectParams, pattern: str | None) -> None:
+    tracker = CallTracker(pattern)
+    board = CallBoard(tracker, server=f"{params.host}:{params.port}")
+    client = ReconnectingClient(
+        params, on_state=lambda state: board.set_connection(state, time.monotonic())
+    )
+
+    async def pump() -> None:
+        async for event in client.events():
+            if call_events := tracker.feed(event):
+                board.record(call_events, time.monotonic())
+
+    with Live(board.render(time.monotonic()), console=console, auto_refresh=False,
+              transient=False) as live:  # fmt: skip
+        task = asyncio.create_task(pump())
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=REFRESH_SECONDS)
+                live.update(board.render(time.monotonic()), refresh=True)
+            task.result()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
