@@ -205,7 +205,7 @@ def test_enable_closed_port_stays_disabled(cti: Run, conf: Path, rule: Path) -> 
     before = conf.read_bytes()
     r = cti("enable")
     assert r.code == 1
-    assert "refused" in r.err.lower()
+    assert "cannot enable: connection refused: " in r.err
     assert "disabled" in r.err
     assert "pw-secret" not in r.out + r.err
     assert conf.read_bytes() == before

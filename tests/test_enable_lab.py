@@ -82,7 +82,8 @@ def test_user_without_call_events_is_permission_denied(conf: Path, lab: Any) -> 
     set_server(conf, login=lab.info.ami_limited_user, password=lab.info.ami_limited_secret)
     r = run(conf, "enable")
     assert r.code == 1
-    assert "permission" in r.err.lower()
+    assert "permission denied" in r.err
+    assert "read=" in r.err  # says which manager.conf setting to fix
     assert cfg.load_file(conf).enabled is False
 
 

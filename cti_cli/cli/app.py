@@ -50,7 +50,7 @@ def main_options(
 
 def _register() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
-    from cti_cli.cli import configure, records, show, switch, teams  # noqa: F401
+    from cti_cli.cli import configure, records, replay, show, switch, teams, watch  # noqa: F401
 
 
 def run() -> None:

@@ -38,6 +38,11 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def say(message: str) -> None:
+    """One plain line to stdout: no markup, never wrapped (scripts grep these lines)."""
+    console.print(message, markup=False, soft_wrap=True, highlight=False)
+
+
 def warn(message: str) -> None:
     err_console.print(message, markup=False, soft_wrap=True, style="yellow")
 

@@ -22,6 +22,7 @@ from cti_cli.cli.common import (
     fail,
     load_config_for_edit,
     save_config,
+    say,
     state,
     warn,
 )
@@ -129,7 +130,7 @@ def configure(
     if updated.enabled and _connection(updated) != _connection(config):
         _recheck(updated, disable)
     save_config(ctx, updated)
-    console.print(f"saved {state(ctx).config_path}", markup=False)
+    say(f"saved {state(ctx).config_path}")
 
 
 def _connection(config: cfg.Config) -> tuple[Any, ...]:
@@ -204,4 +205,4 @@ def _choose(text: str, default: str, choices: tuple[str, ...]) -> str:
         answer = str(typer.prompt(f"{text} ({'/'.join(choices)})", default=default)).strip()
         if answer in choices:
             return answer
-        console.print(f"choose one of: {', '.join(choices)}", markup=False)
+        say(f"choose one of: {', '.join(choices)}")

@@ -8,18 +8,35 @@ from typing import Annotated
 
 import typer
 
+from cti_cli.ami import errors
 from cti_cli.ami.check import ServerInfo, check_server
-from cti_cli.ami.errors import AMIError
 from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_USAGE,
-    console,
     fail,
     load_config,
     load_config_for_edit,
     save_config,
+    say,
 )
 from cti_cli.config import Config, ServerConfig
+
+# What went wrong, in the words an admin searches for; the exception text says why and what to do.
+FAILURE_KINDS: tuple[tuple[type[errors.AMIError], str], ...] = (
+    (errors.NameNotResolved, "name not resolved"),
+    (errors.ConnectionRefused, "connection refused"),
+    (errors.ConnectTimeout, "timeout"),
+    (errors.TLSError, "TLS failure"),
+    (errors.NotAMIServer, "not an AMI server"),
+    (errors.AuthenticationFailed, "authentication failed"),
+    (errors.PermissionDenied, "permission denied"),
+    (errors.ConnectionLost, "connection lost"),
+    (errors.ProtocolError, "protocol error"),
+)
+
+
+def failure_kind(exc: errors.AMIError) -> str:
+    return next((kind for cls, kind in FAILURE_KINDS if isinstance(exc, cls)), "AMI error")
 
 
 def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
@@ -37,8 +54,8 @@ def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
                 cafile=server.cafile,
             )
         )
-    except AMIError as exc:
-        fail(f"cannot enable: {exc}; the integration stays disabled")
+    except errors.AMIError as exc:
+        fail(f"cannot enable: {failure_kind(exc)}: {exc}; the integration stays disabled")
 
 
 def record_check(config: Config, info: ServerInfo) -> None:
@@ -64,10 +81,9 @@ def enable(
     config.enabled = True
     record_check(config, info)
     save_config(ctx, config)
-    console.print(
+    say(
         f"enabled: {effective.server.host}:{effective.server.port} answers "
         f"(AMI {info.ami_version}, Asterisk {info.asterisk_version})",
-        markup=False,
     )
 
 
@@ -78,4 +94,4 @@ def disable(ctx: typer.Context) -> None:
     was = config.enabled
     config.enabled = False
     save_config(ctx, config)
-    console.print("disabled" if was else "already disabled")
+    say("disabled" if was else "already disabled")

@@ -16,6 +16,7 @@ from cti_cli.cli.common import (
     load_config,
     load_config_for_edit,
     save_config,
+    say,
 )
 from cti_cli.config import Config, Member, Team
 
@@ -44,7 +45,7 @@ def list_teams(
         print(json.dumps([t.model_dump() for t in config.teams], ensure_ascii=False, indent=2))
         return
     if not config.teams:
-        console.print("no teams; add one with: cti teams add NAME", markup=False)
+        say("no teams; add one with: cti teams add NAME")
         return
     from cti_cli.cli.show import teams_table
 
@@ -61,7 +62,7 @@ def add_team(ctx: typer.Context, name: str) -> None:
         fail(f"team {name!r} already exists", EXIT_USAGE)
     config.teams.append(Team(name=name))
     save_config(ctx, config)
-    console.print(f"added team {name}", markup=False)
+    say(f"added team {name}")
 
 
 @teams_app.command("remove")
@@ -70,7 +71,7 @@ def remove_team(ctx: typer.Context, name: str) -> None:
     config = load_config_for_edit(ctx)
     config.teams.remove(_team_or_fail(config, name))
     save_config(ctx, config)
-    console.print(f"removed team {name}", markup=False)
+    say(f"removed team {name}")
 
 
 @teams_app.command("member")
@@ -114,7 +115,7 @@ def set_member(
                     EXIT_USAGE,
                 )
     save_config(ctx, config)
-    console.print(f"{member.login} in {team.name}: {', '.join(member.extensions)}", markup=False)
+    say(f"{member.login} in {team.name}: {', '.join(member.extensions)}")
 
 
 @teams_app.command("unmember")
@@ -131,4 +132,4 @@ def remove_member(
         fail(f"team {team_name!r} has no member with login {login!r}", EXIT_USAGE)
     team.members.remove(member)
     save_config(ctx, config)
-    console.print(f"removed {login} from {team_name}", markup=False)
+    say(f"removed {login} from {team_name}")

@@ -1,0 +1,80 @@
+"""AMI error classes: one class per failure a user can fix differently.
+
+Every message is a single line meant for the user (``cti enable`` prints it as is);
+none of them ever contains the AMI secret.
+"""
+
+from __future__ import annotations
+
+
+class AMIError(Exception):
+    """Base class of every AMI failure; ``str(err)`` is a one-line user-facing message."""
+
+
+class ProtocolError(AMIError):
+    """The peer sent bytes that are not AMI (or a message beyond the size bound)."""
+
+
+class ActionError(AMIError, ValueError):
+    """An action could not be encoded (e.g. CR/LF in a header: AMI header injection)."""
+
+
+class ActionFailed(AMIError):
+    """Asterisk answered an action with ``Response: Error``; ``.response`` is the reply."""
+
+    def __init__(self, message: str, response: object = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class ActionTimeout(AMIError, TimeoutError):
+    """No reply to an action within its timeout (the connection may still be alive)."""
+
+
+class NameNotResolved(AMIError):
+    """The AMI host name does not resolve."""
+
+
+class ConnectionRefused(AMIError):
+    """Nothing listens on the AMI host:port (or a firewall rejects the connection)."""
+
+
+class ConnectTimeout(AMIError):
+    """No TCP connection, TLS handshake or banner within the timeout."""
+
+
+class TLSError(AMIError):
+    """TLS handshake or certificate verification failed."""
+
+
+class NotAMIServer(AMIError):
+    """The server answered, but its first line is not ``Asterisk Call Manager/...``."""
+
+
+class AuthenticationFailed(AMIError):
+    """Asterisk rejected the AMI user name or secret."""
+
+
+class PermissionDenied(AMIError):
+    """The AMI user lacks a read/write class that cti needs."""
+
+
+class ConnectionLost(AMIError):
+    """The connection closed or stopped answering (e.g. Ping unanswered)."""
+
+
+__all__ = [
+    "AMIError",
+    "ActionError",
+    "ActionFailed",
+    "ActionTimeout",
+    "AuthenticationFailed",
+    "ConnectTimeout",
+    "ConnectionLost",
+    "ConnectionRefused",
+    "NameNotResolved",
+    "NotAMIServer",
+    "PermissionDenied",
+    "ProtocolError",
+    "TLSError",
+]

@@ -1,0 +1,177 @@
+"""A client that stays connected: reconnect with exponential backoff + jitter, re-login.
+
+``cti watch`` and ``cti agent`` iterate ``ReconnectingClient.events()`` (or ``follow``)
+and show the ``ConnectionState`` values passed to ``on_state`` to the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cti_cli.ami.client import AMIClient, AuthType
+from cti_cli.ami.codec import Headers, merge_headers
+from cti_cli.ami.errors import AMIError, ConnectionLost
+from cti_cli.ami.message import Message
+
+__all__ = ["ConnectParams", "ConnectionState", "ReconnectingClient", "backoff_delay", "follow"]
+
+StateName = Literal["connecting", "connected", "reconnecting", "error", "closed"]
+
+
+@dataclass(frozen=True)
+class ConnectParams:
+    """Where and how to log in. The secret is left out of ``repr``."""
+
+    host: str
+    port: int
+    username: str
+    secret: str = field(repr=False)
+    tls: bool = False
+    cafile: str | None = None
+    auth: AuthType = "md5"
+    timeout: float = 10.0
+    events: bool | str = True
+    ping_interval: float | None = 20.0
+    ping_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """One transition: ``state`` plus the retry delay or the error reason."""
+
+    state: StateName
+    delay: float | None = None
+    error: str | None = None
+
+    def __str__(self) -> str:
+        if self.state == "reconnecting" and self.delay is not None:
+            return f"reconnecting in {self.delay:.1f} s"
+        if self.state == "error":
+            return f"error: {self.error}"
+        return self.state
+
+
+def backoff_delay(
+    attempt: int,
+    initial: float,
+    maximum: float,
+    jitter: float,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """``initial * 2**attempt`` capped at ``maximum``, spread by +/- ``jitter`` (a fraction)
+    so that many clients restarted together do not reconnect in lockstep."""
+    base = min(maximum, initial * (2.0 ** min(attempt, 30)))
+    return max(0.0, base * (1.0 + jitter * (2.0 * rand() - 1.0)))
+
+
+class ReconnectingClient:
+    """Yields events across reconnects; ``action()`` goes to the current connection."""
+
+    def __init__(
+        self,
+        params: ConnectParams,
+        *,
+        on_state: Callable[[ConnectionState], None] | None = None,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        jitter: float = 0.2,
+        client_factory: Callable[[], AMIClient] = AMIClient,
+    ) -> None:
+        self.params = params
+        self.on_state = on_state
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.jitter = jitter
+        self._factory = client_factory
+        self._client: AMIClient | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def client(self) -> AMIClient | None:
+        """The live connection, or None while (re)connecting."""
+        client = self._client
+        return client if client is not None and client.connected else None
+
+    def _notify(
+        self, state: StateName, delay: float | None = None, error: str | None = None
+    ) -> None:
+        if self.on_state is not None:
+            self.on_state(ConnectionState(state, delay, error))
+
+    async def _open(self) -> AMIClient:
+        p = self.params
+        client = self._factory()
+        try:
+            await client.connect(p.host, p.port, tls=p.tls, cafile=p.cafile, timeout=p.timeout)
+            await client.login(p.username, p.secret, auth=p.auth, events=p.events)
+        except BaseException:
+            await client.close()
+            raise
+        if p.ping_interval:
+            client.start_keepalive(p.ping_interval, p.ping_timeout)
+        return client
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._stopped.wait()
+
+    async def events(self) -> AsyncIterator[Message]:
+        """Every event from every connection until ``close()``."""
+        attempt = 0
+        while not self._stopped.is_set():
+            self._notify("connecting")
+            try:
+                self._client = await self._open()
+            except AMIError as exc:
+                self._notify("error", error=str(exc))
+            else:
+                attempt = 0
+                self._notify("connected")
+                try:
+                    async for event in self._client.events():
+                        yield event
+                except AMIError as exc:
+                    self._notify("error", error=str(exc))
+                finally:
+                    await self._client.close()
+                    self._client = None
+            if self._stopped.is_set():
+                break
+            delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max, self.jitter)
+            attempt += 1
+            self._notify("reconnecting", delay=delay)
+            await self._pause(delay)
+        self._notify("closed")
+
+    async def action(
+        self, name: str, headers: Headers | None = None, **extra: str | int | Sequence[str | int]
+    ) -> Message:
+        """Run an action on the current connection; ConnectionLost while disconnected."""
+        client = self.client
+        if client is None:
+            raise ConnectionLost("not connected to AMI (reconnecting)")
+        return await client.action(name, merge_headers(headers, extra))
+
+    async def close(self) -> None:
+        """Stop reconnecting and close the current connection (logging off)."""
+        self._stopped.set()
+        if self._client is not None:
+            await self._client.logoff()
+
+
+async def follow(
+    params: ConnectParams, on_state: Callable[[ConnectionState], None] | None = None
+) -> AsyncIterator[Message]:
+    """Shorthand: ``async for event in follow(params, print): ...``."""
+    client = ReconnectingClient(params, on_state=on_state)
+    try:
+        async for event in client.events():
+            yield event
+    finally:
+        await client.close()

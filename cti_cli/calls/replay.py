@@ -1,0 +1,82 @@
+"""Replay a recording through the tracker, and summarise the calls for humans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing, Transferred
+from cti_cli.calls.sources import read_events
+from cti_cli.calls.tracker import CallTracker
+
+
+def replay(stream: BinaryIO, extension_pattern: str | None = None) -> Iterator[CallEvent]:
+    """Call events of a recorded AMI stream, in order (raises `ReplayInputError` on garbage)."""
+    tracker = CallTracker(extension_pattern)
+    feed = tracker.feed
+    for event in read_events(stream):
+        yield from feed(event)
+
+
+@dataclass
+class CallSummary:
+    """What one call amounted to, gathered from its call events."""
+
+    call_id: str
+    caller: str
+    caller_name: str
+    dialed: str
+    queue: str | None
+    rang: list[str] = field(default_factory=list)
+    answered_by: list[str] = field(default_factory=list)
+    transfers: list[tuple[str, str]] = field(default_factory=list)
+    reason: str | None = None  # None while the call has not ended
+    duration: int | None = None
+
+
+def summarize(events: Iterable[CallEvent]) -> list[CallSummary]:
+    """One summary per call, in order of each call's first event."""
+    calls: dict[str, CallSummary] = {}
+    for event in events:
+        summary = calls.get(event.call_id)
+        if summary is None:
+            summary = calls[event.call_id] = CallSummary(
+                event.call_id, event.caller, event.caller_name, event.dialed, event.queue
+            )
+        summary.caller, summary.caller_name = event.caller, event.caller_name
+        summary.queue = event.queue or summary.queue
+        if isinstance(event, Ringing) and event.extension not in summary.rang:
+            summary.rang.append(event.extension)
+        elif isinstance(event, Answered):
+            summary.answered_by.append(event.extension)
+        elif isinstance(event, Transferred):
+            summary.transfers.append((event.from_extension, event.to))
+        elif isinstance(event, Ended):
+            summary.rang = list(event.rang)
+            summary.answered_by = list(event.answered_by)
+            summary.reason = event.reason
+            summary.duration = event.duration
+    return list(calls.values())
+
+
+def render_summary(summary: CallSummary) -> str:
+    """One line per call, e.g. `+3115... "Иван" -> 202 | queue sales | rang 101, 102 | ...`."""
+    who = summary.caller or "unknown caller"
+    if summary.caller_name:
+        who += f' "{summary.caller_name}"'
+    parts = [f"{who} -> {summary.dialed or '?'}"]
+    if summary.queue:
+        parts.append(f"queue {summary.queue}")
+    parts.append("rang " + (", ".join(summary.rang) or "nobody"))
+    parts.append("answered by " + (", ".join(summary.answered_by) or "nobody"))
+    for source, target in summary.transfers:
+        parts.append(f"transferred {source or '?'} -> {target or '?'}")
+    if summary.reason is None:
+        parts.append("still in progress at end of recording")
+    else:
+        ending = summary.reason
+        if summary.duration is not None:
+            ending += f", {summary.duration} s"
+        parts.append(ending)
+    return " | ".join(parts)

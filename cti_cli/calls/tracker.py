@@ -1,0 +1,689 @@
+"""The call tracker: AMI events in, call events out. Pure and synchronous.
+
+`CallTracker.feed(event)` takes one AMI event (any `Mapping[str, str]`) and returns the call
+events it caused. No sockets, no clock reads, no logging: time only comes from the events'
+`Timestamp` headers. Unknown or uninteresting events cost one dict lookup.
+
+How calls are grouped
+    Asterisk 12+ puts every channel of a call under one `Linkedid`; that is the call id, and the
+    channel whose Uniqueid equals it is the caller. Older dialects (AMI 1.1-1.3, 1.4) have no
+    Linkedid: every channel starts as its own call, keyed by its Uniqueid, and calls are merged
+    along `Dial` (UniqueID -> DestUniqueID), Local `;1`/`;2` pairs, `LocalBridge`, `Bridge`/`Link`,
+    `AgentCalled` and `Masquerade`; on a merge the older call absorbs the newer one.
+
+Who is an operator
+    A channel whose name matches the extension pattern (default: `PJSIP|SIP|IAX2/<digits>-<hex>`)
+    and that is not the call's own caller channel. Local channels never are, except FreePBX queue
+    members `Local/101@from-queue...` (-> 101). Trunks (non-numeric device names) are not operators.
+
+What `ringing` and `answered` mean
+    `ringing`: an operator channel of the call reaches state Ringing (5): `Newstate` (or the
+    state a channel is in when first seen, when attaching mid-call), or `DialState` with
+    `DialStatus: RINGING`. `DialBegin` alone is NOT ringing (a busy phone gets DialBegin and
+    never rings).
+    `answered`: an operator channel of the call reaches state Up (6), or is bridged (`Bridge`/
+    `Link`), or is the member of `AgentConnect`. Fallback where ringing is not observable: an
+    operator who answers without a ringing state having been seen gets its `ringing` event right
+    before `answered`, so `rang` always contains `answered_by`.
+    Both are counted per extension: two channels for one extension (a FreePBX Local member and
+    its device) give one event. An extension that rings again in a later round (queue retry)
+    gives a new `ringing`; `rang` lists each extension once.
+
+When a call ends
+    When its last known channel hangs up; its state is dropped then (bounded memory). The call is
+    `answered` when an operator answered or a non-operator, non-Local party (a trunk, a mobile)
+    answered a dial of the call. See `outcome.end_reason` for the reason ladder.
+
+Attaching mid-call
+    Events for never-seen channels create what they can; a `Hangup` of an unknown channel is
+    ignored; a call that ended is remembered (bounded) so late events of its Linkedid do not start
+    a ghost call. Nothing here raises on odd input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from cti_cli.calls.events import (
+    Answered,
+    CallEvent,
+    CallView,
+    Ended,
+    Ringing,
+    Transferred,
+)
+from cti_cli.calls.naming import ExtensionMatcher, local_pair_base
+from cti_cli.calls.outcome import duration, end_reason
+from cti_cli.calls.state import Call, Chan
+
+Event = Mapping[str, str]
+Out = list[CallEvent]
+
+RINGING = "5"
+UP = "6"
+_STATE_BY_DESC = {
+    "Down": "0",
+    "Rsrvd": "1",
+    "OffHook": "2",
+    "Dialing": "3",
+    "Ring": "4",
+    "Ringing": RINGING,
+    "Up": UP,
+    "Busy": "7",
+    "Dialing Offhook": "8",
+    "Pre-ring": "9",
+}
+_ENDED_MEMORY = 8192  # recently ended call keys kept to ignore their stragglers
+
+
+def _state_of(ev: Event, prefix: str = "") -> str | None:
+    """ChannelState code of the (prefixed) channel in `ev`; 1.4 sends only `State: Ringing`."""
+    st = ev.get(prefix + "ChannelState")
+    if st is not None:
+        return st
+    desc = ev.get(prefix + "ChannelStateDesc") or (ev.get("State") if not prefix else None)
+    return _STATE_BY_DESC.get(desc) if desc else None
+
+
+def _remember(recent: dict[str, None], key: str) -> None:
+    """Add to a bounded insertion-ordered set, forgetting the oldest entry when full."""
+    recent[key] = None
+    if len(recent) > _ENDED_MEMORY:
+        del recent[next(iter(recent))]
+
+
+def _uid(ev: Event) -> str | None:
+    uid = ev.get("Uniqueid")
+    return ev.get("UniqueID") if uid is None else uid
+
+
+class CallTracker:
+    """Turns a stream of AMI events into call events; see the module docstring for the rules."""
+
+    def __init__(self, extension_pattern: str | None = None) -> None:
+        self._ext = ExtensionMatcher(extension_pattern)
+        self._chans: dict[str, Chan] = {}
+        self._names: dict[str, str] = {}  # channel name -> Uniqueid (old dialects talk in names)
+        self._calls: dict[str, Call] = {}  # call id (or alias after a merge) -> call
+        self._ended: dict[str, None] = {}  # insertion-ordered set of recently ended keys
+        self._gone: dict[str, None] = {}  # recently hung-up channels (events may trail Hangup)
+        self._seq = 0
+        on_channel = self._on_channel
+        ignore = self._ignore
+        self._handlers: dict[str, Callable[[Event, Out], None]] = {
+            # Asterisk 12+ (AMI >= 2.0)
+            "Newchannel": self._on_newchannel,
+            "Newstate": self._on_newstate,
+            "NewCallerid": self._on_callerid,
+            "NewConnectedLine": on_channel,
+            "DialBegin": self._on_dial_begin,
+            "DialState": self._on_dial_state,
+            "DialEnd": self._on_dial_end,
+            "BridgeEnter": on_channel,
+            "BridgeLeave": on_channel,
+            "Hangup": self._on_hangup,
+            "LocalBridge": self._on_local_bridge,
+            "QueueCallerJoin": self._on_queue_join,
+            "QueueCallerLeave": self._on_queue_join,
+            "QueueCallerAbandon": self._on_queue_abandon,
+            "AgentCalled": self._on_agent_called,
+            "AgentConnect": self._on_agent_connect,
+            "AgentComplete": ignore,  # member channels' own events say all we need
+            "AgentRingNoAnswer": ignore,
+            "BlindTransfer": self._on_blind_transfer,
+            "AttendedTransfer": self._on_attended_transfer,
+            # Asterisk 1.4 - 11 (AMI 1.0 - 1.3)
+            "Dial": self._on_dial_legacy,
+            "Bridge": self._on_bridge_legacy,
+            "Link": self._on_bridge_legacy,
+            "Unlink": ignore,
+            "Newcallerid": self._on_callerid,
+            "Join": self._on_queue_join,
+            "Leave": self._on_queue_join,
+            "Transfer": self._on_transfer_legacy,
+            "Masquerade": self._on_masquerade,
+            "Rename": self._on_rename,
+        }
+
+    # ------------------------------------------------------------------ public API
+
+    def feed(self, event: Event) -> list[CallEvent]:
+        """Apply one AMI event; return the call events it caused (often none)."""
+        handler = self._handlers.get(event.get("Event", ""))
+        out: list[CallEvent] = []
+        if handler is not None:
+            handler(event, out)
+        return out
+
+    def active_calls(self) -> list[CallView]:
+        """Snapshot of the calls in progress, oldest first."""
+        views: dict[int, CallView] = {}
+        for call in self._calls.values():
+            if id(call) in views:
+                continue
+            views[id(call)] = CallView(
+                call_id=call.call_id,
+                caller=call.caller,
+                caller_name=call.caller_name,
+                dialed=call.dialed,
+                queue=call.queue,
+                state="talking" if call.talking else "ringing",
+                ringing=tuple(call.ringing),
+                talking=tuple(call.talking),
+                started=call.start_ts,
+            )
+        return list(views.values())
+
+    # ------------------------------------------------------------------ channels and calls
+
+    def _get(
+        self,
+        uid: str,
+        name: str,
+        linkedid: str | None,
+        parent: Call | None,
+        ev: Event,
+        prefix: str = "",
+    ) -> Chan | None:
+        """The channel `uid`, created on first sight (None for stragglers of an ended call)."""
+        chan = self._chans.get(uid)
+        if chan is not None:
+            return chan
+        if uid in self._gone:
+            return None
+        call: Call | None = None
+        if linkedid:
+            call = self._calls.get(linkedid)
+            if call is None:
+                if linkedid in self._ended:
+                    return None
+                call = self._new_call(linkedid)
+        elif parent is not None:
+            call = parent
+        else:
+            base = local_pair_base(name)
+            if base is not None:
+                other = self._names.get(base + (";1" if name.endswith(";2") else ";2"))
+                if other is not None:
+                    call = self._chans[other].call
+            if call is None:
+                if uid in self._ended:
+                    return None
+                call = self._new_call(uid)
+        chan = Chan(uid, name, call, self._ext.extension(name), name.startswith("Local/"))
+        self._chans[uid] = chan
+        if name:
+            self._names[name] = uid
+        call.chans[uid] = chan
+        if call.start_ts is None:
+            call.start_ts = ev.get("Timestamp")
+        if uid == call.caller_uid:
+            self._caller_from(call, ev, prefix)
+            call.dialed = ev.get(prefix + "Exten", "")
+        elif not call.caller and chan.ext is not None:
+            # Attached mid-call: an operator's connected line is the caller.
+            num = ev.get(prefix + "ConnectedLineNum")
+            if num and num != "<unknown>":
+                call.caller = num
+                name_ = ev.get(prefix + "ConnectedLineName", "")
+                call.caller_name = "" if name_ == "<unknown>" else name_
+        return chan
+
+    def _new_call(self, key: str) -> Call:
+        self._seq += 1
+        call = Call(key, key, self._seq)
+        self._calls[key] = call
+        return call
+
+    def _observe(self, ev: Event, out: Out) -> Chan | None:
+        """The event's own channel (Uniqueid/Channel), created on first sight.
+
+        Its ChannelState is read only when the channel is new (attaching mid-call): every
+        state change is announced by `Newstate` in all dialects, and skipping the lookup
+        elsewhere keeps the hot path to two header reads per event.
+        """
+        uid = ev.get("Uniqueid")
+        if uid is None:
+            uid = ev.get("UniqueID")
+            if uid is None:
+                return None
+        chan = self._chans.get(uid)
+        if chan is None:
+            chan = self._get(uid, ev.get("Channel", ""), ev.get("Linkedid"), None, ev)
+            if chan is not None:
+                self._apply_state(chan, _state_of(ev), ev, out)
+        return chan
+
+    def _apply_state(self, chan: Chan, st: str | None, ev: Event, out: Out) -> None:
+        if st is not None and st != chan.state:
+            self._set_state(chan, st, ev, out)
+
+    def _observe_dest(self, ev: Event, out: Out, src: Chan | None) -> Chan | None:
+        """The destination channel of a Dial*/Agent* event (`Dest...` headers)."""
+        uid = ev.get("DestUniqueid")
+        if uid is None:
+            uid = ev.get("DestUniqueID")
+            if uid is None:
+                return None
+        parent = src.call if src is not None else None
+        chan = self._chans.get(uid)
+        if chan is None:
+            name = ev.get("DestChannel") or ev.get("Destination") or ""
+            chan = self._get(uid, name, ev.get("DestLinkedid"), parent, ev, "Dest")
+            if chan is not None:
+                self._apply_state(chan, _state_of(ev, "Dest"), ev, out)
+        elif parent is not None and chan.call is not parent and not ev.get("DestLinkedid"):
+            self._merge(chan.call, parent, ev, out)
+        return chan
+
+    def _by_name(self, name: str | None) -> Chan | None:
+        uid = self._names.get(name) if name else None
+        return self._chans.get(uid) if uid is not None else None
+
+    @staticmethod
+    def _caller_from(call: Call, ev: Event, prefix: str = "") -> None:
+        num = ev.get(prefix + "CallerIDNum")
+        if num is None:
+            num = ev.get(prefix + "CallerID")
+        if num is not None:
+            call.caller = num
+        name = ev.get(prefix + "CallerIDName")
+        if name is not None:
+            call.caller_name = "" if name == "<unknown>" else name
+
+    # ------------------------------------------------------------------ operator state machine
+
+    def _set_state(self, chan: Chan, st: str, ev: Event, out: Out) -> None:
+        chan.state = st
+        if chan.ext is None or chan.uid == chan.call.caller_uid:
+            return
+        if st == RINGING:
+            self._ring(chan, ev, out)
+        elif st == UP:
+            self._answer(chan, ev, out)
+        elif chan.ring_ext is not None:
+            self._unring(chan)
+
+    def _ring(self, chan: Chan, ev: Event, out: Out) -> None:
+        ext = chan.ext
+        if ext is None or chan.ring_ext is not None or chan.talk_ext is not None:
+            return
+        call = chan.call
+        chan.ring_ext = ext
+        count = call.ringing.get(ext, 0)
+        call.ringing[ext] = count + 1
+        if count == 0:
+            if ext not in call.rang:
+                call.rang.append(ext)
+            out.append(Ringing(*self._common(call, ev), ext))
+
+    def _answer(self, chan: Chan, ev: Event, out: Out) -> None:
+        ext = chan.ext
+        if ext is None or chan.talk_ext is not None:
+            return
+        call = chan.call
+        if ext not in call.rang:  # ringing was not observable: report it first
+            self._ring(chan, ev, out)
+        self._unring(chan)
+        chan.talk_ext = ext
+        count = call.talking.get(ext, 0)
+        call.talking[ext] = count + 1
+        call.answered = True
+        if count == 0:
+            call.answered_by.append(ext)
+            out.append(Answered(*self._common(call, ev), ext))
+
+    @staticmethod
+    def _unring(chan: Chan) -> None:
+        ext = chan.ring_ext
+        if ext is None:
+            return
+        chan.ring_ext = None
+        ringing = chan.call.ringing
+        count = ringing.get(ext, 0) - 1
+        if count > 0:
+            ringing[ext] = count
+        else:
+            ringing.pop(ext, None)
+
+    @staticmethod
+    def _untalk(chan: Chan) -> None:
+        ext = chan.talk_ext
+        if ext is None:
+            return
+        chan.talk_ext = None
+        talking = chan.call.talking
+        count = talking.get(ext, 0) - 1
+        if count > 0:
+            talking[ext] = count
+        else:
+            talking.pop(ext, None)
+
+    @staticmethod
+    def _common(call: Call, ev: Event) -> tuple[str, str, str, str, str, str | None, str | None]:
+        call.emitted = True
+        return (
+            call.call_id,
+            call.caller_uid,
+            call.caller,
+            call.caller_name,
+            call.dialed,
+            call.queue,
+            ev.get("Timestamp"),
+        )
+
+    # ------------------------------------------------------------------ moving channels
+
+    def _move(self, chan: Chan, dst: Call, ev: Event, out: Out) -> None:
+        """Re-home a channel (transfer, merge) and replay its state in the new call."""
+        src = chan.call
+        if src is dst:
+            return
+        self._unring(chan)
+        self._untalk(chan)
+        src.chans.pop(chan.uid, None)
+        chan.call = dst
+        dst.chans[chan.uid] = chan
+        if chan.state:
+            self._set_state(chan, chan.state, ev, out)
+
+    def _merge(self, a: Call, b: Call, ev: Event, out: Out) -> Call:
+        """Fold the newer of two calls into the older; returns the survivor."""
+        if a is b:
+            return a
+        older, newer = (a, b) if a.seq < b.seq else (b, a)
+        if newer.emitted:
+            self._emit_end(newer, ev, out)
+        for chan in list(newer.chans.values()):
+            self._move(chan, older, ev, out)
+        if older.queue is None:
+            older.queue = newer.queue
+        older.abandoned = older.abandoned or newer.abandoned
+        for key in (newer.call_id, *newer.aliases):
+            self._calls[key] = older
+            older.aliases.append(key)
+        return older
+
+    # ------------------------------------------------------------------ ending
+
+    def _emit_end(self, call: Call, ev: Event, out: Out) -> None:
+        out.append(
+            Ended(
+                *self._common(call, ev),
+                call.answered,
+                tuple(call.answered_by),
+                tuple(call.rang),
+                end_reason(call),
+                duration(call.start_ts, ev.get("Timestamp")),
+            )
+        )
+
+    def _end(self, call: Call, ev: Event, out: Out) -> None:
+        self._emit_end(call, ev, out)
+        for key in (call.call_id, *call.aliases):
+            if self._calls.get(key) is call:
+                del self._calls[key]
+            _remember(self._ended, key)
+
+    # ------------------------------------------------------------------ handlers: AMI 2
+
+    def _ignore(self, ev: Event, out: Out) -> None:
+        return None
+
+    def _on_channel(self, ev: Event, out: Out) -> None:
+        self._observe(ev, out)
+
+    def _on_newstate(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        if chan is not None:
+            st = ev.get("ChannelState")
+            self._apply_state(chan, _state_of(ev) if st is None else st, ev, out)
+
+    def _on_newchannel(self, ev: Event, out: Out) -> None:
+        self._observe(ev, out)
+
+    def _on_callerid(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        if chan is not None and chan.uid == chan.call.caller_uid:
+            self._caller_from(chan.call, ev)
+
+    def _on_hangup(self, ev: Event, out: Out) -> None:
+        uid = _uid(ev)
+        chan = self._chans.pop(uid, None) if uid is not None else None
+        if chan is None:
+            return
+        if self._names.get(chan.name) == chan.uid:
+            del self._names[chan.name]
+        _remember(self._gone, chan.uid)
+        self._unring(chan)
+        self._untalk(chan)
+        call = chan.call
+        call.chans.pop(chan.uid, None)
+        if chan.uid == call.caller_uid:
+            call.caller_cause = ev.get("Cause", "")
+        if not call.chans:
+            self._end(call, ev, out)
+
+    def _on_dial_begin(self, ev: Event, out: Out) -> None:
+        self._observe_dest(ev, out, self._observe(ev, out))
+
+    def _on_dial_state(self, ev: Event, out: Out) -> None:
+        dest = self._observe_dest(ev, out, self._observe(ev, out))
+        ringing = ev.get("DialStatus") == "RINGING"
+        if ringing and dest is not None and dest.state not in (UP, RINGING):
+            self._set_state(dest, RINGING, ev, out)
+
+    def _on_dial_end(self, ev: Event, out: Out) -> None:
+        src = self._observe(ev, out)
+        dest = self._observe_dest(ev, out, src)
+        self._dial_result(src, dest, ev.get("DialStatus", ""))
+
+    @staticmethod
+    def _dial_result(src: Chan | None, dest: Chan | None, status: str) -> None:
+        call = src.call if src is not None else dest.call if dest is not None else None
+        if call is None or not status:
+            return
+        call.dial_status = status
+        if (
+            status == "ANSWER"
+            and dest is not None
+            and dest.ext is None
+            and not dest.local
+            and dest.uid != call.caller_uid
+        ):
+            call.answered = True  # a trunk / mobile / non-operator party took the call
+
+    def _on_local_bridge(self, ev: Event, out: Out) -> None:
+        if "LocalOneUniqueid" in ev:
+            return  # AMI 2: both halves already share the Linkedid
+        one = self._by_uid_or_name(ev.get("Uniqueid1"), ev.get("Channel1"))
+        two = self._by_uid_or_name(ev.get("Uniqueid2"), ev.get("Channel2"))
+        if one is not None and two is not None:
+            self._merge(one.call, two.call, ev, out)
+
+    def _by_uid_or_name(self, uid: str | None, name: str | None) -> Chan | None:
+        chan = self._chans.get(uid) if uid else None
+        return chan if chan is not None else self._by_name(name)
+
+    def _on_queue_join(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        queue = ev.get("Queue")
+        if chan is not None and queue and chan.call.queue is None:
+            chan.call.queue = queue
+
+    def _on_queue_abandon(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        if chan is not None:
+            chan.call.abandoned = True
+            if chan.call.queue is None:
+                chan.call.queue = ev.get("Queue")
+
+    def _queue_member(
+        self, ev: Event, out: Out, caller: Chan | None, member: Chan | None
+    ) -> Chan | None:
+        """Shared by AgentCalled/AgentConnect: tie the member to the caller's call, name it."""
+        if caller is not None:
+            queue = ev.get("Queue")
+            if queue and caller.call.queue is None:
+                caller.call.queue = queue
+            if member is not None and member.call is not caller.call and not ev.get("Linkedid"):
+                self._merge(member.call, caller.call, ev, out)
+        if member is not None and member.ext is None and member.local:
+            interface = ev.get("Interface") or ev.get("Member") or ev.get("AgentCalled") or ""
+            member.ext = self._ext.extension(interface)
+        return member
+
+    def _on_agent_called(self, ev: Event, out: Out) -> None:
+        if "DestUniqueid" in ev:  # AMI 2
+            caller = self._observe(ev, out)
+            self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
+            return
+        caller = self._chans.get(_uid(ev) or "") or self._by_name(ev.get("ChannelCalling"))
+        self._queue_member(ev, out, caller, self._by_name(ev.get("DestinationChannel")))
+
+    def _on_agent_connect(self, ev: Event, out: Out) -> None:
+        if "DestUniqueid" in ev:  # AMI 2: Channel is the caller, Dest* the member
+            caller = self._observe(ev, out)
+            member = self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
+        else:  # AMI 1.x: Uniqueid is the caller, Channel/BridgedChannel the member
+            caller = self._chans.get(_uid(ev) or "")
+            member = self._by_uid_or_name(ev.get("BridgedChannel"), ev.get("Channel"))
+            member = self._queue_member(ev, out, caller, member)
+        if member is not None and member.state != UP:
+            self._set_state(member, UP, ev, out)
+
+    def _on_blind_transfer(self, ev: Event, out: Out) -> None:
+        if ev.get("Result", "Success") != "Success":
+            return
+        transferer = self._chans.get(ev.get("TransfererUniqueid", ""))
+        transferee = self._party(ev, "Transferee")
+        chan = transferee if transferee is not None else transferer
+        if chan is None:
+            return
+        source = self._extension_or_number(transferer, ev, "Transferer")
+        out.append(Transferred(*self._common(chan.call, ev), source, ev.get("Extension", "")))
+
+    def _on_attended_transfer(self, ev: Event, out: Out) -> None:
+        if ev.get("Result", "Success") != "Success":
+            return
+        orig = self._chans.get(ev.get("OrigTransfererUniqueid", ""))
+        second = self._chans.get(ev.get("SecondTransfererUniqueid", ""))
+        target = self._chans.get(ev.get("TransferTargetUniqueid", ""))
+        transferee = self._party(ev, "Transferee")
+        keep = transferee if transferee is not None else orig
+        if keep is None:
+            return
+        call = keep.call
+        consult = second.call if second is not None else target.call if target else None
+        to = self._extension_or_number(target, ev, "TransferTarget", number=False)
+        if not to and consult is not None and len(consult.ringing) == 1:
+            to = next(iter(consult.ringing))  # blonde transfer: the phone still ringing
+        if not to:
+            to = ev.get("SecondTransfererExten") or ev.get("TransferTargetCallerIDNum", "")
+        source = self._extension_or_number(orig, ev, "OrigTransferer")
+        out.append(Transferred(*self._common(call, ev), source, to))
+        if consult is None or consult is call:
+            return
+        for chan in list(consult.chans.values()):
+            if chan is not second:
+                self._move(chan, call, ev, out)
+        if not consult.chans:
+            self._end(consult, ev, out)
+
+    def _party(self, ev: Event, prefix: str) -> Chan | None:
+        """A transfer party by its prefixed headers, created if never seen (mid-call attach)."""
+        uid = ev.get(prefix + "Uniqueid")
+        if not uid:
+            return None
+        name = ev.get(prefix + "Channel", "")
+        return self._get(uid, name, ev.get(prefix + "Linkedid"), None, ev, prefix)
+
+    def _extension_or_number(
+        self, chan: Chan | None, ev: Event, prefix: str, *, number: bool = True
+    ) -> str:
+        if chan is not None and chan.ext is not None:
+            return chan.ext
+        ext = self._ext.extension(ev.get(prefix + "Channel", ""))
+        if ext is not None:
+            return ext
+        return ev.get(prefix + "CallerIDNum", "") if number else ""
+
+    # ------------------------------------------------------------------ handlers: AMI 1.x
+
+    def _on_dial_legacy(self, ev: Event, out: Out) -> None:
+        sub = ev.get("SubEvent")
+        uid = ev.get("UniqueID") or ev.get("Uniqueid") or ev.get("SrcUniqueID")
+        if not uid:
+            return
+        name = ev.get("Channel") or ev.get("Source") or ""
+        src = self._get(uid, name, ev.get("Linkedid"), None, ev)
+        if src is None:
+            return
+        if sub == "End":
+            self._dial_result(src, None, ev.get("DialStatus", ""))
+            return
+        if sub not in (None, "Begin"):
+            return
+        dest_uid = ev.get("DestUniqueID") or ev.get("DestUniqueid")
+        if not dest_uid:
+            return
+        dest = self._chans.get(dest_uid)
+        if dest is None:
+            self._get(dest_uid, ev.get("Destination", ""), None, src.call, ev, "Dest")
+        elif dest.call is not src.call:
+            self._merge(dest.call, src.call, ev, out)
+
+    def _on_bridge_legacy(self, ev: Event, out: Out) -> None:
+        if ev.get("Event") == "Bridge" and ev.get("Bridgestate", "Link") != "Link":
+            return
+        one = self._by_uid_or_name(ev.get("Uniqueid1"), ev.get("Channel1"))
+        two = self._by_uid_or_name(ev.get("Uniqueid2"), ev.get("Channel2"))
+        if one is None or two is None:
+            return
+        call = self._merge(one.call, two.call, ev, out)
+        for chan, peer in ((one, two), (two, one)):
+            if chan.ext is not None and chan.uid != call.caller_uid:
+                if chan.state != UP or chan.talk_ext is None:
+                    self._set_state(chan, UP, ev, out)
+            elif (
+                chan.uid == call.caller_uid
+                and peer.ext is None
+                and not peer.local
+                and peer.uid != call.caller_uid
+            ):
+                call.answered = True
+
+    def _on_transfer_legacy(self, ev: Event, out: Out) -> None:
+        transferer = self._chans.get(_uid(ev) or "")
+        target = self._chans.get(ev.get("TargetUniqueid", ""))
+        chan = target if target is not None else transferer
+        if chan is None:
+            return
+        source = transferer.ext if transferer is not None and transferer.ext else ""
+        if not source:
+            source = self._ext.extension(ev.get("Channel", "")) or ev.get("CallerIDNum", "")
+        to = ev.get("TransferExten", "")
+        if ev.get("TransferType") == "Attended" and target is not None and target.ext:
+            to = target.ext
+        out.append(Transferred(*self._common(chan.call, ev), source, to))
+
+    def _on_masquerade(self, ev: Event, out: Out) -> None:
+        clone = self._by_name(ev.get("Clone"))
+        original = self._by_name(ev.get("Original"))
+        if clone is not None and original is not None and clone.call is not original.call:
+            self._merge(clone.call, original.call, ev, out)
+
+    def _on_rename(self, ev: Event, out: Out) -> None:
+        old = ev.get("Channel") or ev.get("Oldname")
+        new = ev.get("Newname")
+        uid = _uid(ev)
+        chan = self._chans.get(uid) if uid else self._by_name(old)
+        if chan is None or not new:
+            return
+        if self._names.get(chan.name) == chan.uid:
+            del self._names[chan.name]
+        chan.name = new
+        self._names[new] = chan.uid
+        chan.local = new.startswith("Local/")
+        if chan.talk_ext is None and chan.ring_ext is None:
+            chan.ext = self._ext.extension(new)

@@ -1,0 +1,209 @@
+"""Call tracking against real Asterisk 22 traffic: SIPp phones answer, ring out, abandon, transfer.
+
+Each scenario is watched live through our AMI client and tracker, the raw stream is captured,
+and `cti replay` of that capture must tell exactly the same story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cti_cli.ami.client import AMIClient
+from cti_cli.calls import CallEvent, CallTracker, Ended
+from cti_cli.cli.app import _register, app
+
+_register()
+pytestmark = pytest.mark.lab
+
+
+@dataclass
+class Capture:
+    events: list[CallEvent] = field(default_factory=list)
+    raw: bytearray = field(default_factory=bytearray)
+
+    def of(self, caller: str) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.events if e.caller == caller]
+
+
+async def _watch(
+    lab: Any, caller: str, scenario: Callable[[AMIClient], Any], timeout: float = 40.0
+) -> Capture:
+    info = lab.info
+    client = AMIClient()
+    banner = await client.connect(info.ami_host, info.ami_port, timeout=10)
+    await client.login(info.ami_user, info.ami_secret)
+    capture = Capture()
+    capture.raw += banner.encode() + b"\r\n"
+    tracker = CallTracker()
+
+    async def follow() -> None:
+        async for message in client.events():
+            capture.raw += message.raw + b"\r\n\r\n"
+            for event in tracker.feed(message):
+                capture.events.append(event)
+                if isinstance(event, Ended) and event.caller == caller:
+                    return
+
+    follower = asyncio.create_task(follow())
+    try:
+        await scenario(client)
+        await asyncio.wait_for(follower, timeout)
+    finally:
+        follower.cancel()
+        await client.close()
+    await asyncio.to_thread(lab.wait_idle, 30)
+    return capture
+
+
+def watch(lab: Any, caller: str, scenario: Callable[[AMIClient], Any]) -> Capture:
+    return asyncio.run(_watch(lab, caller, scenario))
+
+
+def replayed(capture: Capture, tmp_path: Path, caller: str) -> list[dict[str, Any]]:
+    path = tmp_path / "capture.ami"
+    path.write_bytes(bytes(capture.raw))
+    result = CliRunner().invoke(app, ["replay", str(path), "--json"])
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines() if line]
+    return [e for e in events if e["caller"] == caller]
+
+
+def phones(lab: Any, **modes: str) -> None:
+    for ext in ("101", "102", "103"):
+        lab.phone(ext, modes.get(f"p{ext}", "answer"))
+
+
+def place(lab: Any, dialed: str, caller: str, **kw: Any) -> Callable[[AMIClient], Any]:
+    async def scenario(client: AMIClient) -> None:
+        await asyncio.to_thread(lab.call, dialed, caller=caller, **kw)
+
+    return scenario
+
+
+def kinds(events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    return [(e["event"], e.get("extension")) for e in events]
+
+
+def ended(events: list[dict[str, Any]]) -> dict[str, Any]:
+    last = events[-1]
+    assert last["event"] == "ended"
+    assert [e for e in events if e["event"] == "ended"] == [last]
+    return last
+
+
+def test_queue_call_answered_by_one_of_two_members(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000001"
+    phones(lab, p101="noanswer", p102="answer")
+    capture = watch(lab, caller, place(lab, "200", caller, caller_name="Иван Петров", talk=2.0))
+    events = capture.of(caller)
+    assert {("ringing", "101"), ("ringing", "102")} <= set(kinds(events))
+    assert ("answered", "102") in kinds(events)
+    assert ("answered", "101") not in kinds(events)
+    end = ended(events)
+    assert end["answered"] is True
+    assert end["answered_by"] == ["102"]
+    assert set(end["rang"]) == {"101", "102"}
+    assert end["reason"] == "completed"
+    for e in events:
+        assert e["caller_name"] == "Иван Петров"
+        assert e["dialed"] == "200"
+        assert e["uniqueid"] == events[0]["uniqueid"]
+    assert end["queue"] == "support"
+    rows = lab.cdr_rows(end["uniqueid"])
+    assert rows, "the call's uniqueid is the key of its CDR rows"
+    assert replayed(capture, tmp_path, caller) == events
+
+
+def test_ring_group_second_phone_answers(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000002"
+    phones(lab, p102="noanswer", p103="answer")
+    capture = watch(lab, caller, place(lab, "300", caller, caller_name="Мария", talk=1.5))
+    events = capture.of(caller)
+    end = ended(events)
+    assert end["answered_by"] == ["103"]
+    assert set(end["rang"]) == {"102", "103"}
+    assert end["queue"] is None
+    assert replayed(capture, tmp_path, caller) == events
+
+
+def test_missed_call_no_answer(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000003"
+    phones(lab, p101="noanswer")
+    capture = watch(lab, caller, place(lab, "101", caller, caller_name="", talk=1.0))
+    events = capture.of(caller)
+    end = ended(events)
+    assert end["answered"] is False
+    assert end["answered_by"] == []
+    assert end["rang"] == ["101"]
+    assert end["reason"] == "no-answer"
+    assert end["caller_name"] == ""
+    assert replayed(capture, tmp_path, caller) == events
+
+
+def test_caller_abandons_queue_after_two_rings(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000004"
+    phones(lab, p101="noanswer", p102="noanswer")
+    capture = watch(
+        lab, caller, place(lab, "200", caller, caller_name="Пётр", cancel_after=9.0)
+    )
+    events = capture.of(caller)
+    rings = [e for e in events if e["event"] == "ringing"]
+    assert len(rings) >= 3, "with retry each member rings again in the second round"
+    end = ended(events)
+    assert end["answered"] is False
+    assert end["reason"] == "abandoned"
+    assert set(end["rang"]) == {"101", "102"}
+    assert replayed(capture, tmp_path, caller) == events
+
+
+def test_busy_phone_never_rings(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000005"
+    phones(lab, p101="busy")
+    capture = watch(lab, caller, place(lab, "101", caller, caller_name="", talk=1.0))
+    events = capture.of(caller)
+    end = ended(events)
+    assert end["rang"] == []
+    assert end["reason"] == "busy"
+    assert replayed(capture, tmp_path, caller) == events
+
+
+def test_blind_transfer_by_ami_action(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000006"
+    phones(lab)
+
+    async def scenario(client: AMIClient) -> None:
+        await asyncio.to_thread(lab.call, "101", caller=caller, caller_name="Иван Петров", talk=6.0)
+        channel = None
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            listed = await client.action_list("CoreShowChannels")
+            for item in listed:
+                if item.get("Channel", "").startswith("PJSIP/101-") and item.get(
+                    "ChannelStateDesc"
+                ) == "Up":
+                    channel = item["Channel"]
+            if channel:
+                break
+        assert channel, "operator 101 never picked up"
+        await client.action(
+            "BlindTransfer", Channel=channel, Context="from-internal", Exten="103"
+        )
+
+    capture = watch(lab, caller, scenario)
+    events = capture.of(caller)
+    transfers = [e for e in events if e["event"] == "transferred"]
+    assert [(t["from_extension"], t["to"]) for t in transfers] == [("101", "103")]
+    assert ("answered", "103") in kinds(events)
+    end = ended(events)
+    assert end["answered_by"] == ["101", "103"]
+    assert end["reason"] == "completed"
+    assert len({e["uniqueid"] for e in events}) == 1
+    assert replayed(capture, tmp_path, caller) == events

@@ -1,0 +1,190 @@
+"""Recording files: where a `recordingfile` value leads, what a WAV header really holds, copies."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from cdr_support import wav_bytes
+
+from cti_cli.cdr.copying import CopyError, copy_recording
+from cti_cli.cdr.recordings import RecordingFinder, RecStatus, locate
+from cti_cli.cdr.wav import WavError, wav_info
+
+CALLDATE = datetime(2026, 11, 25, 10, 0, 0)
+
+
+def info_of(data: bytes):  # type: ignore[no-untyped-def]
+    return wav_info(io.BytesIO(data), len(data))
+
+
+# ---------------------------------------------------------------- WAV headers
+
+
+def test_pcm_length_from_header() -> None:
+    info = info_of(wav_bytes(2.25))
+    assert (info.codec, info.sample_rate, info.channels, info.bits) == ("PCM", 8000, 1, 16)
+    assert info.seconds == 2.25 and info.problem is None
+
+
+def test_gsm_wav49_with_extra_chunks() -> None:
+    # MixMonitor's wav49: GSM 6.10, 1625 bytes/s, a 20-byte fmt chunk and a fact chunk.
+    fmt = struct.pack("<HHIIHHHH", 0x31, 1, 8000, 1625, 65, 0, 2, 320)
+    audio = b"\x00" * 1625 * 3
+    data = (
+        b"RIFF" + struct.pack("<I", 4 + 28 + 12 + 8 + len(audio)) + b"WAVE"
+        + b"fmt " + struct.pack("<I", 20) + fmt
+        + b"fact" + struct.pack("<II", 4, 24000)
+        + b"data" + struct.pack("<I", len(audio)) + audio
+    )  # fmt: skip
+    info = info_of(data)
+    assert info.codec == "GSM 6.10" and info.seconds == 3.0
+
+
+def test_unfinished_header_uses_the_bytes_on_disk() -> None:
+    info = info_of(wav_bytes(1.5, declared=0))
+    assert info.seconds == 1.5 and "no audio length" in (info.problem or "")
+
+
+def test_truncated_audio_is_reported_with_what_remains() -> None:
+    data = wav_bytes(5.0)[: 44 + 8000]
+    info = info_of(data)
+    assert info.seconds == 0.5
+    assert info.problem == "truncated: header promises 80000 bytes of audio, file holds 8000"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty file"),
+        (b"RIFF\x00\x00", "too short"),
+        (b"ID3\x03" + b"\x00" * 60, "not a WAV file"),
+        (wav_bytes(1.0)[:12], "no format chunk"),
+        (wav_bytes(1.0)[:30], "truncated in the format chunk"),
+        (wav_bytes(1.0)[:36], "no audio data chunk"),
+    ],
+)
+def test_broken_headers(data: bytes, message: str) -> None:
+    with pytest.raises(WavError, match=message):
+        info_of(data)
+
+
+# ---------------------------------------------------------------- locating
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    folder = tmp_path / "monitor"
+    folder.mkdir()
+    return folder
+
+
+def put(root: Path, rel: str, data: bytes = b"") -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data or wav_bytes(1.0))
+    return path
+
+
+def test_freepbx_bare_name_is_found_under_its_date(root: Path) -> None:
+    name = "out-79161234567-101-20261124-235959-1795641007.0.wav"
+    path = put(root, f"2026/11/24/{name}")
+    rec = locate(name, CALLDATE, root)  # calldate is the next day: the name's date wins
+    assert (rec.status, rec.path, rec.seconds) == (RecStatus.PRESENT, path, 1.0)
+
+
+def test_flat_folder_and_relative_and_absolute_paths(root: Path) -> None:
+    flat = put(root, "q-200.wav")
+    rel = put(root, "queues/support/call.wav")
+    assert locate("q-200.wav", CALLDATE, root).path == flat
+    assert locate("queues/support/call.wav", CALLDATE, root).path == rel
+    assert locate(str(rel), CALLDATE, root).status is RecStatus.PRESENT
+
+
+def test_non_wav_gets_size_only(root: Path) -> None:
+    put(root, "2026/11/25/x.mp3", b"ID3" + b"\x00" * 97)
+    rec = locate("x.mp3", CALLDATE, root)
+    assert (rec.status, rec.size, rec.audio, rec.problem) == (RecStatus.PRESENT, 100, None, None)
+
+
+def test_recordings_folder_reached_through_a_symlink_is_fine(root: Path, tmp_path: Path) -> None:
+    put(root, "2026/11/25/a.wav")
+    link = tmp_path / "nfs-mount"
+    link.symlink_to(root)
+    assert locate("a.wav", CALLDATE, link).status is RecStatus.PRESENT
+
+
+@pytest.mark.parametrize("name", ["../outside.wav", "2026/../../outside.wav", "/etc/passwd"])
+def test_names_leading_out_are_refused(root: Path, name: str) -> None:
+    (root.parent / "outside.wav").write_bytes(wav_bytes(1.0))
+    rec = locate(name, CALLDATE, root)
+    assert rec.status is RecStatus.REFUSED and rec.size is None
+    assert "outside the recordings folder" in (rec.problem or "")
+
+
+def test_symlinked_file_or_folder_leading_out_is_refused(root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "b.wav").write_bytes(wav_bytes(1.0))
+    (root / "2026/11").mkdir(parents=True)
+    (root / "2026/11/25").symlink_to(outside)
+    assert locate("b.wav", CALLDATE, root).status is RecStatus.REFUSED
+    (root / "c.wav").symlink_to(outside / "b.wav")
+    assert locate("c.wav", None, root).status is RecStatus.REFUSED
+
+
+def test_nul_byte_folder_and_missing(root: Path) -> None:
+    assert locate("a\x00.wav", CALLDATE, root).status is RecStatus.REFUSED
+    (root / "2026/11/25/dir.wav").mkdir(parents=True)
+    rec = locate("dir.wav", CALLDATE, root)
+    assert rec.status is RecStatus.UNREADABLE and rec.problem == "not a regular file"
+    missing = locate("gone.wav", CALLDATE, root)
+    assert missing.status is RecStatus.MISSING and missing.path == root / "2026/11/25/gone.wav"
+    assert locate("", CALLDATE, root).status is RecStatus.NONE
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads anything")
+def test_unreadable_file(root: Path) -> None:
+    path = put(root, "2026/11/25/locked.wav")
+    path.chmod(0)
+    assert locate("locked.wav", CALLDATE, root).status is RecStatus.UNREADABLE
+
+
+def test_finder_looks_each_name_up_once(root: Path) -> None:
+    put(root, "2026/11/25/a.wav")
+    finder = RecordingFinder(root)
+    first = finder("a.wav", CALLDATE)
+    (root / "2026/11/25/a.wav").unlink()
+    assert finder("a.wav", CALLDATE) is first
+    assert finder(None, CALLDATE).status is RecStatus.NONE
+
+
+# ---------------------------------------------------------------- copying
+
+
+def test_copy_never_overwrites_and_keeps_bytes_and_mtime(root: Path, tmp_path: Path) -> None:
+    source = put(root, "2026/11/25/a.wav", wav_bytes(0.5))
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    out = tmp_path / "new" / "dir"
+    (tmp_path / "new").mkdir()
+    copies = [copy_recording(source, out) for _ in range(3)]
+    assert [c.target.name for c in copies] == ["a.wav", "a-1.wav", "a-2.wav"]
+    for c in copies:
+        assert c.target.read_bytes() == source.read_bytes() and c.size == source.stat().st_size
+        assert c.target.stat().st_mtime == 1_700_000_000
+
+
+def test_copy_into_a_file_or_from_a_symlink_fails_cleanly(root: Path, tmp_path: Path) -> None:
+    source = put(root, "a.wav")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    with pytest.raises(CopyError, match=r"cannot create|is not a folder"):
+        copy_recording(source, blocker)
+    link = root / "link.wav"
+    link.symlink_to(source)  # swapped in after locating: must not be followed
+    with pytest.raises(CopyError, match="cannot read"):
+        copy_recording(link, tmp_path / "out")
