@@ -519,6 +519,7 @@ async def test_check_server_user_without_call_read_is_permission_denied() -> Non
 async def test_slow_consumer_gets_every_event_through_back_pressure() -> None:
     async def burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_login(reader, writer)
+        writer.write(reply(await read_action(reader), Ping="Pong"))
         for i in range(300):
             writer.write(wire({"Event": "VarSet", "Value": str(i)}))
         await writer.drain()
@@ -527,11 +528,18 @@ async def test_slow_consumer_gets_every_event_through_back_pressure() -> None:
     async with FakeAMI(burst) as server:
         client = await logged_in(server.port, max_queued_events=5)
         got = []
-        async for event in client.events():
-            got.append(int(event["Value"]))
-            await asyncio.sleep(0)
-            if len(got) == 300:
-                break
+
+        async def consume() -> None:
+            async for event in client.events():
+                got.append(int(event["Value"]))
+                await asyncio.sleep(0)
+                if len(got) == 300:
+                    break
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0)
+        await client.action("Ping")  # the server starts its burst after this
+        await consumer
         assert got == list(range(300)) and client.dropped_events == 0
         await client.close()
 

@@ -2,10 +2,10 @@
 
 Framing is done on bytes (never on decoded text), so a UTF-8 character split
 across two TCP reads is reassembled before anything is decoded. The hot path is a
-single ``bytes.split(b"\\r\\n\\r\\n")`` over each chunk when the chunk is plain CRLF
-(what Asterisk sends); anything else (bare LF, mixed line ends, old-style
-``Response: Follows`` command replies) goes through a careful, regex-based framer.
-Bytes already searched are never searched again on the next ``feed``.
+single ``bytes.split(b"\\n\\r\\n")`` over each chunk when every blank line in it is
+CRLF (what Asterisk sends; header lines may end in CRLF or LF); anything else (bare-LF
+blank lines, old-style ``Response: Follows`` command replies) goes through a careful,
+regex-based framer. Bytes already searched are never searched again on the next ``feed``.
 """
 
 from __future__ import annotations
