@@ -151,9 +151,7 @@ def test_missed_call_no_answer(lab: Any, tmp_path: Path) -> None:
 def test_caller_abandons_queue_after_two_rings(lab: Any, tmp_path: Path) -> None:
     caller = "+79160000004"
     phones(lab, p101="noanswer", p102="noanswer")
-    capture = watch(
-        lab, caller, place(lab, "200", caller, caller_name="Пётр", cancel_after=9.0)
-    )
+    capture = watch(lab, caller, place(lab, "200", caller, caller_name="Пётр", cancel_after=9.0))
     events = capture.of(caller)
     rings = [e for e in events if e["event"] == "ringing"]
     assert len(rings) >= 3, "with retry each member rings again in the second round"
@@ -186,16 +184,15 @@ def test_blind_transfer_by_ami_action(lab: Any, tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
             listed = await client.action_list("CoreShowChannels")
             for item in listed:
-                if item.get("Channel", "").startswith("PJSIP/101-") and item.get(
-                    "ChannelStateDesc"
-                ) == "Up":
+                if (
+                    item.get("Channel", "").startswith("PJSIP/101-")
+                    and item.get("ChannelStateDesc") == "Up"
+                ):
                     channel = item["Channel"]
             if channel:
                 break
         assert channel, "operator 101 never picked up"
-        await client.action(
-            "BlindTransfer", Channel=channel, Context="from-internal", Exten="103"
-        )
+        await client.action("BlindTransfer", Channel=channel, Context="from-internal", Exten="103")
 
     capture = watch(lab, caller, scenario)
     events = capture.of(caller)

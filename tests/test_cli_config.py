@@ -125,7 +125,9 @@ def test_teams_lifecycle(cti: Run, conf: Path) -> None:
     listed = json.loads(cti("teams", "list", "--json").out)
     assert [t["name"] for t in listed] == ["Первая линия", "Second"]
     assert listed[0]["members"][0] == {
-        "login": "ivanov", "name": "Иван Иванов", "extensions": ["101", "102"]
+        "login": "ivanov",
+        "name": "Иван Иванов",
+        "extensions": ["101", "102"],
     }
     assert "Иван Иванов".encode() in conf.read_bytes()
     assert cti("teams", "unmember", "Second", "--login", "petrov").code == 0

@@ -39,7 +39,9 @@ class Terminal:
         needle = text.encode()
         while needle not in self.seen:
             left = deadline - time.monotonic()
-            assert left > 0, f"no {text!r} on the terminal; got {self.seen.decode(errors='replace')!r}"
+            assert left > 0, (
+                f"no {text!r} on the terminal; got {self.seen.decode(errors='replace')!r}"
+            )
             ready, _, _ = select.select([self.master], [], [], left)
             if ready:
                 try:

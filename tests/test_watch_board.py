@@ -69,10 +69,10 @@ def test_event_filters_all_must_match() -> None:
 
 
 def test_raw_event_json_keeps_repeated_headers_and_cyrillic() -> None:
-    msg = Message(
-        "Event: VarSet\r\nCallerIDName: Иван Петров\r\nChanVariable: a=1\r\nChanVariable: b=2"
-        .encode()
-    )
+    text = "Event: VarSet\r\nCallerIDName: Иван Петров\r\nChanVariable: a=1\r\nChanVariable: b=2"
+    msg = Message(text.encode())
     assert json.loads(event_json(msg)) == {
-        "Event": "VarSet", "CallerIDName": "Иван Петров", "ChanVariable": ["a=1", "b=2"]
+        "Event": "VarSet",
+        "CallerIDName": "Иван Петров",
+        "ChanVariable": ["a=1", "b=2"],
     }

@@ -67,4 +67,3 @@ class _Utf8Out:
 def _fail(message: str) -> int:
     print(f"cti: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
-
