@@ -129,7 +129,7 @@ class ReconnectingClient:
             try:
                 self._client = await self._open()
             except AMIError as exc:
-                self._notify("error", error=str(exc))
+                self._notify("error", error=exc.describe())
             else:
                 attempt = 0
                 self._notify("connected")
@@ -137,7 +137,7 @@ class ReconnectingClient:
                     async for event in self._client.events():
                         yield event
                 except AMIError as exc:
-                    self._notify("error", error=str(exc))
+                    self._notify("error", error=exc.describe())
                 finally:
                     await self._client.close()
                     self._client = None

@@ -18,25 +18,9 @@ from cti_cli.cli.common import (
     load_config_for_edit,
     save_config,
     say,
+    warn,
 )
 from cti_cli.config import Config, ServerConfig
-
-# What went wrong, in the words an admin searches for; the exception text says why and what to do.
-FAILURE_KINDS: tuple[tuple[type[errors.AMIError], str], ...] = (
-    (errors.NameNotResolved, "name not resolved"),
-    (errors.ConnectionRefused, "connection refused"),
-    (errors.ConnectTimeout, "timeout"),
-    (errors.TLSError, "TLS failure"),
-    (errors.NotAMIServer, "not an AMI server"),
-    (errors.AuthenticationFailed, "authentication failed"),
-    (errors.PermissionDenied, "permission denied"),
-    (errors.ConnectionLost, "connection lost"),
-    (errors.ProtocolError, "protocol error"),
-)
-
-
-def failure_kind(exc: errors.AMIError) -> str:
-    return next((kind for cls, kind in FAILURE_KINDS if isinstance(exc, cls)), "AMI error")
 
 
 def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
@@ -55,7 +39,7 @@ def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
             )
         )
     except errors.AMIError as exc:
-        fail(f"cannot enable: {failure_kind(exc)}: {exc}; the integration stays disabled")
+        fail(f"cannot enable: {exc.describe()}; the integration stays disabled")
 
 
 def record_check(config: Config, info: ServerInfo) -> None:
@@ -77,6 +61,12 @@ def enable(
     if missing := effective.incomplete():
         fail(f"cannot enable: {missing[0]}", EXIT_USAGE)
     info = run_check(effective.server, timeout)
+    if not info.call_events_verified:
+        warn(
+            f"warning: could not read AMI user {effective.server.login!r}'s permissions "
+            "(GetConfig/Command not allowed); make sure its manager.conf section has "
+            "read=call (or read=all), or no calls will be seen"
+        )
     config = load_config_for_edit(ctx)
     config.enabled = True
     record_check(config, info)

@@ -129,7 +129,7 @@ def watch(
 
 
 def _state_to_stderr(state: ConnectionState) -> None:
-    err_console.print(f"cti watch: {state}", markup=False, style="dim")
+    err_console.print(f"cti watch: {state}", markup=False, style="dim", soft_wrap=True)
 
 
 async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool) -> None:
