@@ -436,3 +436,14 @@ def test_journal_number_matches_after_normalising(
 def test_journal_bad_options_are_usage_errors(cdr: ScratchCdr, args: list[str]) -> None:
     res = cdr.cti("calls", *args)
     assert res.code == 2 and res.err.startswith("cti: --")
+
+
+def test_number_search_defaults_to_30_days(cdr: ScratchCdr) -> None:
+    old = (datetime.now() - timedelta(days=40)).strftime("%Y-%m-%d %H:%M:%S")
+    cdr.insert([leg("1795000000.1", calldate=old)])
+
+    recent = cdr.cti("calls", "--number", "+79161234567", "--json")
+    assert json.loads(recent.out) == [] and "searched the last 30 days" in recent.err
+    wider = cdr.cti("calls", "--number", "+79161234567", "--since", "2000-01-01", "--json")
+    assert [c["uniqueid"] for c in json.loads(wider.out)] == ["1795000000.1"]
+    assert wider.err == ""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
+import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -147,11 +150,35 @@ def test_nul_byte_folder_and_missing(root: Path) -> None:
     assert locate("", CALLDATE, root).status is RecStatus.NONE
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads anything")
-def test_unreadable_file(root: Path) -> None:
-    path = put(root, "2026/11/25/locked.wav")
-    path.chmod(0)
-    assert locate("locked.wav", CALLDATE, root).status is RecStatus.UNREADABLE
+def _as_nobody(check: Callable[[], bool]) -> bool:
+    """Run `check` in a child that has dropped root (root reads anything)."""
+    if os.geteuid() != 0:
+        return check()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os._exit(0 if check() else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def test_unreadable_file() -> None:
+    base = Path(tempfile.mkdtemp(prefix="cti-unreadable-"))
+    try:
+        base.chmod(0o755)
+        path = put(base, "2026/11/25/locked.wav")
+        for folder in (base / "2026", base / "2026/11", base / "2026/11/25"):
+            folder.chmod(0o755)
+        path.chmod(0)
+        assert _as_nobody(
+            lambda: locate("locked.wav", CALLDATE, base).status is RecStatus.UNREADABLE
+        )
+    finally:
+        shutil.rmtree(base)
 
 
 def test_finder_looks_each_name_up_once(root: Path) -> None:

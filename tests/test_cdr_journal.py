@@ -6,8 +6,9 @@ from datetime import datetime
 
 import pytest
 
+from cti_cli.calls.naming import ExtensionMatcher
 from cti_cli.cdr.journal import format_talk, parse_since, summarise
-from cti_cli.cdr.numbers import channel_extension, like_pattern, same_number
+from cti_cli.cdr.numbers import like_pattern, same_number
 from cti_cli.cdr.queries import CdrRow, valid_uniqueid
 from cti_cli.cdr.recordings import Recording, RecStatus
 
@@ -32,19 +33,6 @@ def test_same_number(wanted: str, stored: str, same: bool) -> None:
 def test_like_pattern_keeps_only_significant_digits() -> None:
     assert like_pattern("8 (916) 123-45-67") == "%9%1%6%1%2%3%4%5%6%7%"
     assert like_pattern("1' OR '1'='1") == "%1%1%1%"
-
-
-@pytest.mark.parametrize(
-    ("channel", "ext"),
-    [
-        ("PJSIP/101-0000002a", "101"),
-        ("SIP/operator7-00000001", "operator7"),
-        ("Local/102@from-queue-00000001;1", "102"),
-        ("", ""),
-    ],
-)
-def test_channel_extension(channel: str, ext: str) -> None:
-    assert channel_extension(channel) == ext
 
 
 def test_since() -> None:
@@ -99,6 +87,18 @@ def test_answered_by_the_pbx_alone_is_missed() -> None:
     legs = [row(dstchannel="", disposition="ANSWERED", billsec=20, did="74951234567")]
     call = summarise("1.1", legs, lambda r: Recording("", RecStatus.NONE))
     assert (call.answered, call.answered_by, call.dialled) == (False, (), "74951234567")
+
+
+def test_operators_named_by_the_site_pattern() -> None:
+    legs = [
+        row(dstchannel="SIP/op-anna-0000001", disposition="ANSWERED", billsec=5),
+        row(dstchannel="Local/102@from-queue-00000001;1", disposition="ANSWERED", billsec=7),
+    ]
+    plain = summarise("1.1", legs, lambda r: Recording("", RecStatus.NONE))
+    assert plain.answered_by == ("SIP/op-anna-0000001", "102")
+    site = ExtensionMatcher(r"^SIP/op-(?P<ext>[a-z]+)-")
+    named = summarise("1.1", legs, lambda r: Recording("", RecStatus.NONE), site)
+    assert named.answered_by == ("anna", "102")
 
 
 def test_format_talk() -> None:

@@ -122,6 +122,10 @@ def test_answered_queue_call_rows_recording_and_copy(lab: Lab, cti: Cti, tmp_pat
     assert call["caller_name"] == CALLER_NAME and call["dialled"] == "200"
     assert call["recording"] == "present"
 
+    text = cti("recordings", call["uniqueid"])
+    assert f"#1 present  {expected.resolve()}" in text.out
+    assert f"{CALLER_NAME} <{caller}> → 200" in text.out
+
     out = tmp_path / "export"
     copied = cti("recordings", call["uniqueid"], "--copy-to", str(out))
     assert copied.code == 0, copied.err

@@ -1,4 +1,4 @@
-"""`cti watch` as an admin runs it, against the real Asterisk: JSON call events, raw tail, Ctrl-C."""
+"""`cti watch` as an admin runs it against the real Asterisk: call events, raw tail, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_watch_keeps_retrying_while_server_is_down(tmp_path: Path, lab: Any) -> 
     }))  # fmt: skip
     proc = start_watch(path, "--json")
     time.sleep(3)
-    out, err, code = interrupt(proc)
+    _, err, code = interrupt(proc)
     assert code == 0
     assert "reconnecting in" in err
     assert "error: connection refused: " in err

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cti_cli.cdr.numbers import channel_extension
+from cti_cli.calls.naming import ExtensionMatcher
 from cti_cli.cdr.queries import CdrRow, Since
 from cti_cli.cdr.recordings import Recording, RecStatus
 
@@ -63,13 +63,19 @@ def caller_name(row: CdrRow) -> str:
 
 
 def summarise(
-    uniqueid: str, rows: list[CdrRow], recording_of: Callable[[CdrRow], Recording]
+    uniqueid: str,
+    rows: list[CdrRow],
+    recording_of: Callable[[CdrRow], Recording],
+    operators: ExtensionMatcher | None = None,
 ) -> CallSummary:
-    """One journal line from a call's legs (given in call order)."""
+    """One journal line from a call's legs (given in call order); who answered is the
+    operator extension of each answered leg's `dstchannel` (the channel name if none)."""
+    operators = operators or ExtensionMatcher()
     first = rows[0]
     answered_rows = [r for r in rows if r.disposition.upper() == "ANSWERED" and r.dstchannel]
-    people = tuple(dict.fromkeys(channel_extension(r.dstchannel) or r.dstchannel
-                                 for r in answered_rows))  # fmt: skip
+    people = tuple(
+        dict.fromkeys(operators.extension(r.dstchannel) or r.dstchannel for r in answered_rows)
+    )
     return CallSummary(
         uniqueid=uniqueid,
         start=first.calldate,

@@ -9,10 +9,7 @@ codes) must match exactly.
 
 from __future__ import annotations
 
-import re
-
 SIGNIFICANT_DIGITS = 10
-_CHANNEL_EXTENSION = re.compile(r"^[^/]+/([^-@/;]+)")
 
 
 def digits(text: str) -> str:
@@ -39,9 +36,3 @@ def like_pattern(wanted: str) -> str:
     """A SQL LIKE pattern that every stored spelling of `wanted` matches (a superset: the
     exact check is `same_number`): its significant digits in order, anything between."""
     return "%" + "%".join(comparable(wanted)) + "%"
-
-
-def channel_extension(channel: str) -> str:
-    """`PJSIP/101-0000002a` → `101`, `Local/102@from-queue-00000001;1` → `102`; '' if none."""
-    match = _CHANNEL_EXTENSION.match(channel)
-    return match.group(1) if match else ""

@@ -15,8 +15,9 @@ from typing import Any
 
 from pymysql.connections import Connection
 
+from cti_cli.calls.naming import ExtensionMatcher
 from cti_cli.cdr.database import CdrDbError, CdrTable
-from cti_cli.cdr.numbers import channel_extension, like_pattern, same_number
+from cti_cli.cdr.numbers import like_pattern, same_number
 
 # Asterisk's uniqueid: `<epoch>.<sequence>`, optionally prefixed by `systemname-`.
 _UNIQUEID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9._]*(?:-[A-Za-z0-9._]+)*-)?\d{9,11}\.\d{1,10}")
@@ -141,12 +142,15 @@ def recent_call_ids(
     since: Since | None,
     number: str | None,
     limit: int,
+    operators: ExtensionMatcher | None = None,
 ) -> list[str]:
     """Uniqueids of the `limit` most recent calls in the window (touching `number`, if given).
 
     Reads (uniqueid + number columns) newest first in growing pages, so a common case costs
-    one small indexed query and a rare number costs one pass over the window.
+    one small indexed query and a rare number costs one pass over the window. `number` also
+    matches the extension of an operator who was dialled (`dstchannel`, read by `operators`).
     """
+    operators = operators or ExtensionMatcher()
     _require(table, REQUIRED_COLUMNS)
     match_cols = table.present(_MATCH_COLUMNS)
     where: list[str] = []
@@ -174,7 +178,7 @@ def recent_call_ids(
             rows = cur.fetchall()
             for row in rows:
                 uniqueid = _text(row[0])
-                if number is None or _touches(number, match_cols, row[1:]):
+                if number is None or _touches(number, match_cols, row[1:], operators):
                     found.setdefault(uniqueid)
                     if len(found) >= limit:
                         break
@@ -185,11 +189,13 @@ def recent_call_ids(
     return list(found)
 
 
-def _touches(number: str, columns: Sequence[str], values: Sequence[object]) -> bool:
+def _touches(
+    number: str, columns: Sequence[str], values: Sequence[object], operators: ExtensionMatcher
+) -> bool:
     for column, value in zip(columns, values, strict=True):
         text = _text(value)
         if column == "dstchannel":
-            text = channel_extension(text)
+            text = operators.extension(text) or ""
         if same_number(number, text):
             return True
     return False

@@ -14,6 +14,7 @@ from pymysql.connections import Connection
 from rich.cells import cell_len
 from rich.text import Text
 
+from cti_cli.calls.naming import ExtensionMatcher
 from cti_cli.cdr.copying import Copied, CopyError, copy_recording
 from cti_cli.cdr.database import CdrDbError, CdrTable, cdr_session
 from cti_cli.cdr.dbaccess import DbAccess, DbAccessError, read_dbaccess
@@ -25,6 +26,7 @@ from cti_cli.cdr.queries import (
     ROW_COLUMNS,
     UNIQUEID_HELP,
     CdrRow,
+    Since,
     call_rows,
     recent_call_ids,
     rows_for_calls,
@@ -35,6 +37,8 @@ from cti_cli.cdr.recordings import Recording, RecordingFinder, RecStatus
 from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, console, fail, load_config, warn
 from cti_cli.config import Config
+
+NUMBER_WINDOW_DAYS = 30  # `calls --number` without --since searches this far back
 
 _STATUS_STYLE = {
     RecStatus.PRESENT: "green",
@@ -206,15 +210,16 @@ def _print_recording(i: int, data: dict[str, Any]) -> None:
     details = [_size(data["size"]), _length(data["seconds"]), data["audio"] or ""]
     if any(details):
         line.append("  " + "  ".join(d for d in details if d))
-    console.print(line)
+    console.print(line, soft_wrap=True)
     if data["problem"]:
-        console.print(Text(f"   {data['problem']}", style="yellow"))
+        console.print(Text(f"   {data['problem']}", style="yellow"), soft_wrap=True)
     if data["copied_to"]:
         console.print(
-            Text(f"   copied to {data['copied_to']} ({data['size']} bytes, size checked)")
+            Text(f"   copied to {data['copied_to']} ({data['size']} bytes, size checked)"),
+            soft_wrap=True,
         )
     if data["copy_error"]:
-        console.print(Text(f"   copy failed: {data['copy_error']}", style="red"))
+        console.print(Text(f"   copy failed: {data['copy_error']}", style="red"), soft_wrap=True)
 
 
 @app.command()
@@ -321,7 +326,11 @@ def calls(
     ] = None,
     number: Annotated[
         str | None,
-        typer.Option("--number", metavar="N", help="Calls from/to this number (8 916… = +7916…)."),
+        typer.Option(
+            "--number",
+            metavar="N",
+            help="Calls from/to this number (8 916… = +7916…); last 30 days unless --since.",
+        ),
     ] = None,
     limit: Annotated[
         int, typer.Option("--limit", min=1, max=10000, help="At most this many calls.")
@@ -337,23 +346,40 @@ def calls(
             fail(str(exc), EXIT_USAGE)
     if number is not None and not digits(number):
         fail(f"--number {number!r} has no digits; give a phone number or extension", EXIT_USAGE)
+    default_window = number is not None and window is None
+    if default_window:
+        # The number columns are not indexed: bound the scan (see docs/performance.md).
+        window = Since(seconds=NUMBER_WINDOW_DAYS * 86400)
     config = load_config(ctx)
+    try:
+        operators = ExtensionMatcher(config.calls.extension_pattern)
+    except ValueError as exc:
+        fail(f"[calls] extension_pattern: {exc}", EXIT_USAGE)
     access = _access(config)
     with _database(access, JOURNAL_INDEXES) as (conn, table):
-        ids = recent_call_ids(conn, table, since=window, number=number, limit=limit)
+        ids = recent_call_ids(
+            conn, table, since=window, number=number, limit=limit, operators=operators
+        )
         grouped = rows_for_calls(conn, table, ids)
     finder = RecordingFinder(_recordings_dir(config, needed=bool(ids)))
     summaries = [
-        summarise(uid, rows, lambda r: finder(r.recordingfile, r.calldate))
+        summarise(uid, rows, lambda r: finder(r.recordingfile, r.calldate), operators)
         for uid, rows in grouped.items()
         if rows
     ]
     summaries.sort(key=lambda c: c.start or datetime.min, reverse=True)
+    if default_window and len(summaries) < limit:
+        warn(
+            f"note: searched the last {NUMBER_WINDOW_DAYS} days; "
+            "give --since (e.g. --since 2026-01-01) to look further back"
+        )
     if json_out:
         print(json.dumps([_call_data(c) for c in summaries], ensure_ascii=False, indent=2))
         return
     if not summaries:
-        where = f" since {since}" if since else ""
+        where = f" since {since}" if since else (
+            f" in the last {NUMBER_WINDOW_DAYS} days" if default_window else ""
+        )
         who = f" for number {number}" if number else ""
         console.print(f"no calls{who}{where} in {table.label}", markup=False)
         return
