@@ -15,13 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from corpus import CORPUS, FILES, needs_corpus, test_corpus_is_complete
 
 from cti_cli.calls import CallEvent, CallTracker, Ended, Ringing, Transferred
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "cacofonisk"
-FILES = sorted(CORPUS.glob("*/*.json"))
-
-pytestmark = pytest.mark.skipif(not FILES, reason=f"corpus not found at {CORPUS}")
+pytestmark = needs_corpus
 
 # file -> [(caller channel name, answered, answered_by, reason or None = not compared)]
 UPSTREAM: dict[str, list[tuple[str, bool, list[str], str | None]]] = {

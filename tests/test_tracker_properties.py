@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
-import pytest
+from corpus import CORPUS, needs_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cti_cli.calls import CallTracker
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "cacofonisk"
 # Recordings of distinct calls (distinct Linkedids, no shared channel names).
 NAMES = [
     "simple/ab_success_a_hangup",
@@ -23,7 +21,7 @@ NAMES = [
     "xfer_blind/xfer_blind_abbcac",
     "xfer_attended/xfer_abbcac",
 ]
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not found")
+pytestmark = needs_corpus
 
 
 def _load(name: str) -> list[Mapping[str, str]]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from corpus import CORPUS, needs_corpus
 from rich.console import Console
 
 from cti_cli.ami.message import Message
@@ -13,8 +13,6 @@ from cti_cli.calls import CallTracker
 from cti_cli.cli.live_calls import FADE_SECONDS, CallBoard, clock
 from cti_cli.cli.watch import event_json, parse_filters
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "cacofonisk"
-
 
 def screen(board: CallBoard, now: float) -> str:
     console = Console(record=True, width=160, color_system=None)
@@ -22,6 +20,7 @@ def screen(board: CallBoard, now: float) -> str:
     return console.export_text()
 
 
+@needs_corpus
 def test_call_rings_talks_ends_fades_then_goes_to_recent() -> None:
     events = json.loads((CORPUS / "simple" / "ab_success_a_hangup.json").read_text("utf-8"))
     tracker = CallTracker()
