@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from corpus import CORPUS, FILES, needs_corpus, test_corpus_is_complete
+from corpus import CORPUS, FILES, needs_corpus
 
 from cti_cli.calls import CallEvent, CallTracker, Ended, Ringing, Transferred
 
