@@ -61,6 +61,9 @@ class LabInfo:
     cdr_table: str
     recordings_dir: Path
     dbaccess_file: Path
+    # read=call only, write=originate: sees calls, may not read its own permissions
+    ami_minimal_user: str = "cti-minimal"
+    ami_minimal_secret: str = ""
 
 
 @dataclass
@@ -371,6 +374,7 @@ def _write_instance(
         ami_secret=secrets.token_urlsafe(16),
         ami_limited_user="cti-limited",
         ami_limited_secret=secrets.token_urlsafe(16),
+        ami_minimal_secret=secrets.token_urlsafe(16),
         tls_ca_file=ca,
         sip_port=ports["sip"],
         mysql_host=server.host,

@@ -125,3 +125,11 @@ def test_changing_connection_while_enabled_rechecks(conf: Path, lab: Any) -> Non
     r = run(conf, "configure", "--password-stdin", input=lab.info.ami_secret + "\n")
     assert r.code == 0
     assert run(conf, "enable").code == 0
+
+
+def test_least_privilege_user_enables_with_a_warning(conf: Path, lab: Any) -> None:
+    set_server(conf, login=lab.info.ami_minimal_user, password=lab.info.ami_minimal_secret)
+    r = run(conf, "enable")
+    assert r.code == 0, r.err
+    assert "could not read AMI user 'cti-minimal''s permissions" in r.err
+    assert cfg.load_file(conf).enabled is True
