@@ -108,11 +108,13 @@ class CallTracker:
         self._ended: dict[str, None] = {}  # insertion-ordered set of recently ended keys
         self._gone: dict[str, None] = {}  # recently hung-up channels (events may trail Hangup)
         self._seq = 0
-        on_channel = self._on_channel
+        # Events that only introduce their channel go straight to `_observe` (its return
+        # value is unused): one Python call less on the commonest events.
+        on_channel = self._observe
         ignore = self._ignore
-        self._handlers: dict[str, Callable[[Event, Out], None]] = {
+        self._handlers: dict[str, Callable[[Event, Out], object]] = {
             # Asterisk 12+ (AMI >= 2.0)
-            "Newchannel": self._on_newchannel,
+            "Newchannel": on_channel,
             "Newstate": self._on_newstate,
             "NewCallerid": self._on_callerid,
             "NewConnectedLine": on_channel,
@@ -150,9 +152,10 @@ class CallTracker:
     def feed(self, event: Event) -> list[CallEvent]:
         """Apply one AMI event; return the call events it caused (often none)."""
         handler = self._handlers.get(event.get("Event", ""))
+        if handler is None:  # most real traffic (VarSet, Newexten, DeviceStateChange...)
+            return []
         out: list[CallEvent] = []
-        if handler is not None:
-            handler(event, out)
+        handler(event, out)
         return out
 
     def active_calls(self) -> list[CallView]:
@@ -430,17 +433,11 @@ class CallTracker:
     def _ignore(self, ev: Event, out: Out) -> None:
         return None
 
-    def _on_channel(self, ev: Event, out: Out) -> None:
-        self._observe(ev, out)
-
     def _on_newstate(self, ev: Event, out: Out) -> None:
         chan = self._observe(ev, out)
         if chan is not None:
             st = ev.get("ChannelState")
             self._apply_state(chan, _state_of(ev) if st is None else st, ev, out)
-
-    def _on_newchannel(self, ev: Event, out: Out) -> None:
-        self._observe(ev, out)
 
     def _on_callerid(self, ev: Event, out: Out) -> None:
         chan = self._observe(ev, out)
