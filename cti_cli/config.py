@@ -69,7 +69,14 @@ class ServerConfig(_Block):
     auth: Literal["md5", "plain"] = "md5"
     timeout: float = Field(default=5.0, gt=0, le=300)
 
-    @field_validator("host", "login")
+    @field_validator("host")
+    @classmethod
+    def _host_is_one_word(cls, value: str) -> str:
+        if any(c.isspace() for c in value) or "/" in value:
+            raise ValueError("must be a host name or IP address (no spaces, no URL)")
+        return value
+
+    @field_validator("login")
     @classmethod
     def _no_blanks(cls, value: str) -> str:
         if value != value.strip() or any(c in value for c in "\r\n"):

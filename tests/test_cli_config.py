@@ -245,3 +245,21 @@ def test_console_script_version_and_no_traceback(conf: Path) -> None:
     assert bad.returncode == 2
     assert "invalid TOML" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_ca_file_must_be_a_pem_ca(cti: Run, conf: Path, tmp_path: Path) -> None:
+    missing = cti("configure", "--tls", "--cafile", str(tmp_path / "none.pem"))
+    assert missing.code == 2 and "no such file" in missing.err
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n", "utf-8")
+    bad = cti("configure", "--tls", "--cafile", str(junk))
+    assert bad.code == 2 and "not a PEM CA certificate" in bad.err
+    assert not conf.exists()
+
+
+def test_host_with_space_or_url_refused(cti: Run, conf: Path) -> None:
+    for host in ("bad host", "tcp://pbx:5038"):
+        r = cti("configure", "--host", host)
+        assert r.code == 2
+        assert "server.host: must be a host name or IP address" in r.err
+    assert not conf.exists()

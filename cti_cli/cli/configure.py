@@ -6,6 +6,7 @@ from stdin with `--password-stdin`, from a hidden prompt, or from `CTI_SERVER__P
 
 from __future__ import annotations
 
+import ssl
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -119,6 +120,8 @@ def configure(
         except RuleError as exc:
             fail(str(exc), EXIT_USAGE)
 
+    if cafile:
+        _check_cafile(cafile)
     try:
         updated = cfg.Config.model_validate(data)
     except ValidationError as exc:
@@ -153,6 +156,18 @@ def _recheck(updated: cfg.Config, disable: bool) -> None:
     else:
         info = run_check(cfg.with_environment(updated).server)  # exits 1, nothing written
     record_check(updated, info)
+
+
+def _check_cafile(path: str) -> None:
+    """A CA file must load as PEM certificates now, not fail at the next connection."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        fail(f"--cafile {path}: no such file; give the PEM file of the CA that signed the "
+             "AMI certificate", EXIT_USAGE)  # fmt: skip
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"--cafile {path}: not a PEM CA certificate file ({exc}); give the CA in PEM form",
+             EXIT_USAGE)  # fmt: skip
 
 
 def _read_password_stdin() -> str:
