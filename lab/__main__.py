@@ -29,7 +29,8 @@ def _describe(lab: Lab) -> str:
         f"AMI        {i.ami_host}:{i.ami_port}  user {i.ami_user} / {i.ami_secret}",
         f"AMI TLS    localhost:{i.ami_tls_port}  cafile {i.tls_ca_file}",
         f"AMI (no call events)  user {i.ami_limited_user} / {i.ami_limited_secret}",
-        f"SIP        udp 127.0.0.1:{i.sip_port}  (dial 200 queue, 300 ring group, 101-103)",
+        f"SIP        udp 127.0.0.1:{i.sip_port}  "
+        "(dial 200 queue, 300 ring group, 210/310 FreePBX-style, 101-103)",
         f"phones     {phones}",
         f"CDR        mysql://{i.mysql_host}:{i.mysql_port}/{i.mysql_db} table {i.cdr_table}"
         f"  reader {i.mysql_reader_user} / {i.mysql_reader_password}",
@@ -121,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
     call = sub.add_parser("call", help="place one SIPp call into the hand-run lab and wait")
-    call.add_argument("dialed", help="200 (queue), 300 (ring group), 101..103")
+    call.add_argument(
+        "dialed",
+        help="200 (queue), 300 (ring group), 210 / 310 (the same, FreePBX-style "
+        "with Local channels), 101..103",
+    )
     call.add_argument("--caller", default="+79161234567")
     call.add_argument("--name", default="Иван Петров", help="caller display name (UTF-8)")
     call.add_argument("--talk", type=float, default=5.0, help="seconds of talk after answer")

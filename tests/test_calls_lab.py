@@ -204,3 +204,47 @@ def test_blind_transfer_by_ami_action(lab: Any, tmp_path: Path) -> None:
     assert end["reason"] == "completed"
     assert len({e["uniqueid"] for e in events}) == 1
     assert replayed(capture, tmp_path, caller) == events
+
+
+def test_freepbx_queue_with_local_channel_members(lab: Any, tmp_path: Path) -> None:
+    """FreePBX queues dial Local/10X@from-queue/n: operators are still the phones."""
+    caller = "+79160000007"
+    phones(lab, p101="noanswer", p102="answer")
+    capture = watch(lab, caller, place(lab, "210", caller, caller_name="Иван Петров", talk=1.5))
+    events = capture.of(caller)
+    assert {("ringing", "101"), ("ringing", "102")} <= set(kinds(events))
+    end = ended(events)
+    assert end["answered_by"] == ["102"]
+    assert set(end["rang"]) == {"101", "102"}
+    assert end["queue"] == "support-fpbx"
+    assert end["reason"] == "completed"
+    for e in events:
+        assert "Local" not in str(e.get("extension"))
+    assert len({e["uniqueid"] for e in events}) == 1
+    assert replayed(capture, tmp_path, caller) == events
+
+
+def test_freepbx_ring_group_over_local_channels(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000008"
+    phones(lab, p102="noanswer", p103="answer")
+    capture = watch(lab, caller, place(lab, "310", caller, caller_name="Мария", talk=1.5))
+    events = capture.of(caller)
+    end = ended(events)
+    assert end["answered_by"] == ["103"]
+    assert set(end["rang"]) == {"102", "103"}
+    assert end["reason"] == "completed"
+    assert replayed(capture, tmp_path, caller) == events
+
+
+def test_freepbx_queue_nobody_answers(lab: Any, tmp_path: Path) -> None:
+    caller = "+79160000009"
+    phones(lab, p101="noanswer", p102="noanswer")
+    capture = watch(lab, caller, place(lab, "210", caller, caller_name="", talk=1.0))
+    events = capture.of(caller)
+    end = ended(events)
+    assert end["answered"] is False
+    assert set(end["rang"]) == {"101", "102"}
+    # Asterisk itself counts a queue timeout as abandoned (app_queue calls record_abandoned
+    # and sends QueueCallerAbandon on timeout too), and AMI gives nothing to tell them apart
+    assert end["reason"] == "abandoned"
+    assert replayed(capture, tmp_path, caller) == events
