@@ -104,7 +104,9 @@ def render(data: dict[str, Any]) -> list[RenderableType]:
     if rule["error"]:
         rule_parts.append(Text(rule["error"], style="red"))
     elif rule["source"] is not None:
-        rule_parts.append(Syntax(rule["source"], "python", line_numbers=True, word_wrap=True))
+        rule_parts.append(
+            Syntax(rule["source"].rstrip("\n"), "python", line_numbers=True, word_wrap=True)
+        )
     teams: RenderableType = (
         teams_table_from(data["teams"]) if data["teams"] else Text("(no teams)", style="dim")
     )
