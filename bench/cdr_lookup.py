@@ -231,16 +231,24 @@ def main() -> None:
                 locate(row.recordingfile or "", row.calldate, finder_root)
 
         lookups = iter(uids * 2)
-        print("  of which connect+introspect+SELECT+locate files    :",
-              percentiles(timed(lambda: core(next(lookups)), len(uids))))
+        print(
+            "  of which connect+introspect+SELECT+locate files    :",
+            percentiles(timed(lambda: core(next(lookups)), len(uids))),
+        )
         lookups = iter(uids * 2)
-        print("  recordings UNIQUEID --json                          :",
-              percentiles(timed(lambda: cti("recordings", next(lookups), "--json"), len(uids))))
+        print(
+            "  recordings UNIQUEID --json                          :",
+            percentiles(timed(lambda: cti("recordings", next(lookups), "--json"), len(uids))),
+        )
         shown = cti("calls", "--since", "1h", "--json").count('"uniqueid"')
-        print(f"  calls --since 1h ({shown} calls shown, limit 50)        :",
-              percentiles(timed(lambda: cti("calls", "--since", "1h"), 50)))
-        print("  calls (latest 50, no window)                        :",
-              percentiles(timed(lambda: cti("calls"), 50)))
+        print(
+            f"  calls --since 1h ({shown} calls shown, limit 50)        :",
+            percentiles(timed(lambda: cti("calls", "--since", "1h"), 50)),
+        )
+        print(
+            "  calls (latest 50, no window)                        :",
+            percentiles(timed(lambda: cti("calls"), 50)),
+        )
         print("  calls --since 1d --number 8916… (a rare number)     :",
               percentiles(timed(lambda: cti("calls", "--since", "1d", "--number",
                                             "8 916 000-00-01"), 10)))  # fmt: skip

@@ -268,6 +268,17 @@ class Lab:
         """
         self.sipp.start_call(dialed, caller, caller_name, talk, cancel_after)
 
+    def operator_call(self, from_ext: str, dialed: str, *, talk: float = 2.0) -> None:
+        """Start a SIPp call placed by operator `from_ext`'s desk (context from-internal).
+
+        It comes from 127.0.1.<ext>, which pjsip.conf identifies as that operator's endpoint
+        (e.g. `**101` picks up the call ringing on 101). Returns at once (see wait_idle).
+        """
+        if from_ext not in PHONES:
+            raise ValueError(f"phone {from_ext!r} unknown; the lab has {', '.join(PHONES)}")
+        name = f"Operator {from_ext}"
+        self.sipp.start_call(dialed, from_ext, name, talk, None, local_ip=f"127.0.1.{from_ext}")
+
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Block until every started call's SIPp has exited and Asterisk has no channels."""
         deadline = time.monotonic() + timeout

@@ -52,10 +52,10 @@ class Sipp:
         self._seq = itertools.count(1)
         workdir.mkdir(parents=True, exist_ok=True)
 
-    def _base(self, scenario: Path, tag: str) -> list[str]:
+    def _base(self, scenario: Path, tag: str, local_ip: str = "127.0.0.1") -> list[str]:
         sipp = which("sipp") or "sipp"
         return [
-            sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-mi", "127.0.0.1",
+            sipp, "-sf", str(scenario), "-i", local_ip, "-mi", "127.0.0.1",
             "-mp", str(free_udp_port()), "-cp", str(free_udp_port()), "-nostdin",
             "-trace_err", "-error_file", str(self.workdir / f"{tag}.errors.log"),
         ]  # fmt: skip
@@ -80,7 +80,9 @@ class Sipp:
         caller_name: str,
         talk: float,
         cancel_after: float | None,
+        local_ip: str = "127.0.0.1",
     ) -> subprocess.Popen[bytes]:
+        """One UAC call; `local_ip` picks the endpoint Asterisk identifies (see pjsip.conf)."""
         n = f"{os.getpid()}-{next(self._seq)}"  # CLI runs share the dir: pid keeps logs apart
         kind = "abandon" if cancel_after is not None else "call"
         scenario = self.workdir / f"uac-{n}.xml"
@@ -91,7 +93,7 @@ class Sipp:
         }
         render_file(SIPP / f"uac_{kind}.xml", scenario, values)
         argv = [
-            *self._base(scenario, f"uac-{n}"),
+            *self._base(scenario, f"uac-{n}", local_ip),
             "-p", str(free_udp_port()), "-m", "1", "-timeout", "300", "-timeout_error",
             "-key", "dialed", dialed, "-key", "caller_num", caller,
             "-key", "caller_name", caller_name,

@@ -18,4 +18,3 @@ REQUIRED = os.environ.get("CTI_REQUIRE_LAB") == "1"
 needs_corpus = pytest.mark.skipif(
     not FILES and not REQUIRED, reason=f"corpus not found at {CORPUS}"
 )
-

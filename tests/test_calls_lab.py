@@ -248,3 +248,42 @@ def test_freepbx_queue_nobody_answers(lab: Any, tmp_path: Path) -> None:
     # and sends QueueCallerAbandon on timeout too), and AMI gives nothing to tell them apart
     assert end["reason"] == "abandoned"
     assert replayed(capture, tmp_path, caller) == events
+
+
+def test_directed_pickup_is_answered_by_the_picker(lab: Any, tmp_path: Path) -> None:
+    """101 rings and never answers; operator 103 dials **101 (Pickup) and talks to the caller."""
+    caller = "+79160000010"
+    phones(lab, p101="noanswer")
+
+    async def scenario(client: AMIClient) -> None:
+        await asyncio.to_thread(lab.call, "101", caller=caller, caller_name="Иван Петров", talk=4.0)
+        ringing = False
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            for item in await client.action_list("CoreShowChannels"):
+                if item.get("Channel", "").startswith("PJSIP/101-") and (
+                    item.get("ChannelStateDesc") == "Ringing"
+                ):
+                    ringing = True
+            if ringing:
+                break
+        assert ringing, "phone 101 never rang"
+        await asyncio.to_thread(lab.operator_call, "103", "**101", talk=8.0)
+
+    capture = watch(lab, caller, scenario)
+    events = capture.of(caller)
+    assert kinds(events) == [
+        ("ringing", "101"),
+        ("ringing", "103"),
+        ("answered", "103"),
+        ("ended", None),
+    ]
+    end = ended(events)
+    assert end["answered"] is True
+    assert end["answered_by"] == ["103"]
+    assert end["rang"] == ["101", "103"]
+    assert end["reason"] == "completed"
+    assert {e["caller_name"] for e in events} == {"Иван Петров"}
+    assert len({e["call_id"] for e in events}) == 1
+    assert [e for e in capture.events if e.caller != caller] == [], "no call for 103's own leg"
+    assert replayed(capture, tmp_path, caller) == events

@@ -71,7 +71,8 @@ def test_tls_parameters(tmp_path: Path, query: str, mode: str) -> None:
 
 def test_tls_ca_and_timeout(tmp_path: Path) -> None:
     access = full(
-        tmp_path, "jdbc:mariadb://h/db?sslMode=VERIFY_CA&serverSslCert=/etc/ca.pem&connectTimeout=2500"
+        tmp_path,
+        "jdbc:mariadb://h/db?sslMode=VERIFY_CA&serverSslCert=/etc/ca.pem&connectTimeout=2500",
     )
     assert (access.tls, access.tls_ca, access.connect_timeout) == (
         "verify-ca", Path("/etc/ca.pem"), 2.5

@@ -64,8 +64,13 @@ def test_uniqueid_shape(text: str, ok: bool) -> None:
 
 
 def row(**values: object) -> CdrRow:
-    base: dict[str, object] = {"calldate": datetime(2026, 11, 25, 10), "uniqueid": "1.1",
-                               "src": "+79161234567", "dst": "200", "recordingfile": "a.wav"}
+    base: dict[str, object] = {
+        "calldate": datetime(2026, 11, 25, 10),
+        "uniqueid": "1.1",
+        "src": "+79161234567",
+        "dst": "200",
+        "recordingfile": "a.wav",
+    }
     base.update(values)
     return CdrRow(**base)  # type: ignore[arg-type]
 

@@ -296,3 +296,112 @@ def test_garbage_events_never_raise() -> None:
         {"Event": "Masquerade", "Clone": "x"},
     ]:
         tracker.feed(ev)
+
+
+PICKER = "1732550000.20"  # 103's own dial-in leg: Uniqueid = its own Linkedid
+
+
+def picker_chan(event: str, state: str, **extra: str) -> dict[str, str]:
+    ev = chan(event, "PJSIP/103-00000004", PICKER, state, CallerIDNum="103", Exten="**101")
+    ev.update({"CallerIDName": "Operator 103", "Linkedid": PICKER, **extra})
+    return ev
+
+
+def pickup_event() -> dict[str, str]:
+    """AMI `Pickup` (main/pickup.c): the picker's snapshot, then the ringing one as `Target*`."""
+    ev = picker_chan("Pickup", "6", ConnectedLineNum="+74951234567")
+    ringing = chan("", "PJSIP/101-00000002", "1732550000.11", "5", Exten="s")
+    ringing["ConnectedLineNum"] = "+74951234567"
+    ringing["ConnectedLineName"] = "Иван Петров"
+    ev.update({f"Target{k}": v for k, v in ringing.items() if k != "Event"})
+    return ev
+
+
+def call_picked_up_by_103(order: str = "asterisk22") -> list[dict[str, str]]:
+    """Trunk call to 101; 101 rings; 103 dials **101 (`Pickup(101@from-trunk)`) and talks.
+
+    `asterisk22` is the order the lab's Asterisk 22.10 sends: `Pickup`, then the caller's
+    `DialEnd ANSWER` naming the picker, then the ringing phone's hangup (answered elsewhere).
+    `pickup_late`: the ringing phone's hangup overtakes `Pickup`; `no_pickup_event`: a stream
+    without it (filtered, or an event class not granted) - the DialEnd alone must tell.
+    """
+    caller = "PJSIP/trunk-00000001"
+    ringing = ("PJSIP/101-00000002", "1732550000.11")
+    before = [
+        chan("Newchannel", caller, CALLER, "4", Exten="101"),
+        chan("Newchannel", *ringing, "0", Exten="s"),
+        dial("DialBegin", *ringing, "0", DialString="101"),
+        chan("Newstate", *ringing, "5"),
+        dial("DialState", *ringing, "5", DialStatus="RINGING"),
+        picker_chan("Newchannel", "4"),
+        picker_chan("Newstate", "6"),
+    ]
+    answer = [
+        dial(
+            "DialEnd", "PJSIP/103-00000004", PICKER, "6", DialStatus="ANSWER", DestLinkedid=PICKER
+        ),
+        chan("Newstate", caller, CALLER, "6"),
+    ]
+    hangup_ringing = [chan("Hangup", *ringing, "5", Cause="26")]
+    after = [
+        picker_chan("BridgeEnter", "6"),
+        chan("BridgeEnter", caller, CALLER, "6"),
+        chan("BridgeLeave", caller, CALLER, "6"),
+        picker_chan("BridgeLeave", "6", Linkedid=LINKEDID),
+        chan("Hangup", caller, CALLER, "6", Cause="16"),
+        picker_chan("Hangup", "6", Linkedid=LINKEDID, Cause="16"),
+    ]
+    if order == "pickup_late":
+        return [*before, *hangup_ringing, pickup_event(), *answer, *after]
+    if order == "no_pickup_event":
+        return [*before, *answer, *hangup_ringing, *after]
+    return [*before, pickup_event(), *answer, *hangup_ringing, *after]
+
+
+@pytest.mark.parametrize("order", ["asterisk22", "pickup_late", "no_pickup_event"])
+def test_pickup_is_answered_by_the_picker_in_the_callers_call(order: str) -> None:
+    tracker = CallTracker()
+    out = feed_all(tracker, iter(call_picked_up_by_103(order)))
+    assert [(e.kind, getattr(e, "extension", "")) for e in out] == [
+        ("ringing", "101"),
+        ("ringing", "103"),
+        ("answered", "103"),
+        ("ended", ""),
+    ]
+    assert {e.call_id for e in out} == {LINKEDID}, "103's own **101 leg is no call of its own"
+    assert {e.caller for e in out} == {"+74951234567"}
+    end = out[-1]
+    assert isinstance(end, Ended)
+    assert (end.answered, end.answered_by, end.rang, end.reason) == (
+        True,
+        ("103",),
+        ("101", "103"),
+        "completed",
+    )
+    assert tracker.active_calls() == [] and tracker._chans == {} and tracker._calls == {}
+
+
+def test_pickup_seen_from_the_middle_of_the_call() -> None:
+    """Attached at the Pickup event: the caller comes from the target's connected line."""
+    events = call_picked_up_by_103("pickup_late")
+    start = next(i for i, ev in enumerate(events) if ev["Event"] == "Pickup")
+    out = feed_all(CallTracker(), iter(events[start:]))
+    assert [(e.kind, getattr(e, "extension", "")) for e in out] == [
+        ("ringing", "103"),
+        ("answered", "103"),
+        ("ended", ""),
+    ]
+    assert {(e.call_id, e.caller, e.caller_name) for e in out} == {
+        (LINKEDID, "+74951234567", "Иван Петров")
+    }
+
+
+def test_pickup_with_missing_headers_never_raises() -> None:
+    for ev in [
+        {"Event": "Pickup"},
+        {"Event": "Pickup", "Uniqueid": "u1", "Channel": "PJSIP/103-1"},
+        {"Event": "Pickup", "Uniqueid": "u2", "TargetUniqueid": "nope", "TargetLinkedid": ""},
+        picker_chan("Pickup", "6"),
+    ]:
+        out = CallTracker().feed(ev)
+        assert all(e.kind != "ended" for e in out)

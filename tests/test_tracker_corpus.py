@@ -1,11 +1,12 @@
 """The tracker against real traffic nobody here wrote: the cacofonisk corpus (Asterisk 13).
 
 Expected outcomes below are the upstream project's own test expectations (VoIPGRID/cacofonisk
-`tests/test_simple.py`, `tests/test_queue.py`, `tests/test_xfer_blind.py`), translated into our
-terms: upstream names channels (`SIP/150010002-0000000e`); our extension is the device name
-(`150010002`); the upstream "on_up" targets (and transfer targets that got connected) are our
-`answered_by`. Known difference: upstream reports queue_a_cancel's hangup as "completed" (with a
-FIXME); the caller left the queue before anyone answered, which is `abandoned` here.
+`tests/test_simple.py`, `tests/test_queue.py`, `tests/test_xfer_blind.py`,
+`tests/test_xfer_misc.py`), translated into our terms: upstream names channels
+(`SIP/150010002-0000000e`); our extension is the device name (`150010002`); the upstream
+"on_up" targets (and transfer targets that got connected) are our `answered_by`. Known
+difference: upstream reports queue_a_cancel's hangup as "completed" (with a FIXME); the caller
+left the queue before anyone answered, which is `abandoned` here.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ UPSTREAM: dict[str, list[tuple[str, bool, list[str], str | None]]] = {
     "xfer_blind/xfer_blind_group_no_answer": [
         ("SIP/voipgrid-siproute-docker-00000023", True, ["150010001"], "completed")
     ],
+    # 201 calls 202 (150010002 rings); 150010003 picks it up (`*8` / SIP pickup) and talks.
+    # The picker's own dial-in leg is folded into this call: no second call is reported.
+    "xfer_misc/star_pickup": [("SIP/150010001-00000022", True, ["150010003"], "completed")],
+    "xfer_misc/sip_pickup": [("SIP/150010001-0000001f", True, ["150010003"], "completed")],
 }
 
 
@@ -173,3 +178,22 @@ def test_caller_identity_and_dialed_number_come_from_the_caller_channel() -> Non
     assert (end.caller, end.caller_name, end.dialed) == ("+31150010001", "", "+31150010004")
     assert end.queue == "670100-540100"
     assert end.call_id == end.uniqueid == "40a7a1f2a669-1585318545.326"
+
+
+@pytest.mark.parametrize("name", ["xfer_misc/star_pickup", "xfer_misc/sip_pickup"])
+def test_pickup_pops_up_on_the_picker_in_the_callers_call(name: str) -> None:
+    """The phone that rang keeps its `ringing`; the picker gets `answered` in the caller's call."""
+    events = load(name)
+    out, _ = run(events)
+    caller_uid = next(e["Uniqueid"] for e in events if e.get("Event") == "Newchannel")
+    assert {e.call_id for e in out} == {caller_uid}, "one call: the picker's leg is not a call"
+    kinds = [(e.kind, getattr(e, "extension", "")) for e in out]
+    assert kinds == [
+        ("ringing", "150010002"),
+        ("ringing", "150010003"),
+        ("answered", "150010003"),
+        ("ended", ""),
+    ]
+    end = out[-1]
+    assert isinstance(end, Ended)
+    assert end.rang == ("150010002", "150010003") and end.caller == "201"

@@ -34,6 +34,15 @@ When a call ends
     `answered` when an operator answered or a non-operator, non-Local party (a trunk, a mobile)
     answered a dial of the call. See `outcome.end_reason` for the reason ladder.
 
+Call pickup
+    `*8` / directed pickup (Asterisk 12+): the picker dials in as the caller of a call of its own,
+    answers, and is then moved into the ringing call. The AMI `Pickup` event (Channel = picker,
+    Target* = the phone that rang) says so; where it is not seen (older 12/13 streams filtered to
+    Dial*/Bridge*), the signature is a `Dial*` of the ringing call whose destination is a channel
+    already Up and alone as the caller of another call. Either way the picker's own leg is folded
+    into the ringing call without an `ended` of its own, and the picker gets `answered` there
+    (after a synthesized `ringing`, so `rang` lists both the phone that rang and the picker).
+
 Attaching mid-call
     Events for never-seen channels create what they can; a `Hangup` of an unknown channel is
     ignored; a call that ended is remembered (bounded) so late events of its Linkedid do not start
@@ -134,6 +143,7 @@ class CallTracker:
             "AgentRingNoAnswer": ignore,
             "BlindTransfer": self._on_blind_transfer,
             "AttendedTransfer": self._on_attended_transfer,
+            "Pickup": self._on_pickup,
             # Asterisk 1.4 - 11 (AMI 1.0 - 1.3)
             "Dial": self._on_dial_legacy,
             "Bridge": self._on_bridge_legacy,
@@ -275,8 +285,12 @@ class CallTracker:
             chan = self._get(uid, name, ev.get("DestLinkedid"), parent, ev, "Dest")
             if chan is not None:
                 self._apply_state(chan, _state_of(ev, "Dest"), ev, out)
-        elif parent is not None and chan.call is not parent and not ev.get("DestLinkedid"):
+        if chan is None or parent is None or chan.call is parent:
+            return chan
+        if not ev.get("DestLinkedid"):
             self._merge(chan.call, parent, ev, out)
+        elif chan.state == UP and chan.uid == chan.call.caller_uid and len(chan.call.chans) == 1:
+            self._pick_up(chan, parent, ev, out)  # a pickup seen without its Pickup event
         return chan
 
     def _by_name(self, name: str | None) -> Chan | None:
@@ -395,17 +409,37 @@ class CallTracker:
         if a is b:
             return a
         older, newer = (a, b) if a.seq < b.seq else (b, a)
-        if newer.emitted:
-            self._emit_end(newer, ev, out)
-        for chan in list(newer.chans.values()):
-            self._move(chan, older, ev, out)
-        if older.queue is None:
-            older.queue = newer.queue
-        older.abandoned = older.abandoned or newer.abandoned
-        for key in (newer.call_id, *newer.aliases):
-            self._calls[key] = older
-            older.aliases.append(key)
+        self._absorb(older, newer, ev, out)
         return older
+
+    def _absorb(self, keep: Call, gone: Call, ev: Event, out: Out) -> None:
+        """Move every channel and key of `gone` into `keep` (`gone` ends if it was shown)."""
+        if gone.emitted:
+            self._emit_end(gone, ev, out)
+        for chan in list(gone.chans.values()):
+            self._move(chan, keep, ev, out)
+        if keep.queue is None:
+            keep.queue = gone.queue
+        keep.abandoned = keep.abandoned or gone.abandoned
+        for key in (gone.call_id, *gone.aliases):
+            self._calls[key] = keep
+            keep.aliases.append(key)
+
+    def _pick_up(self, picker: Chan, call: Call, ev: Event, out: Out) -> None:
+        """`picker` took `call` over (call pickup): its own dial-in leg joins `call`, answered."""
+        own = picker.call
+        if own is call:
+            return
+        if own.caller_uid == picker.uid:
+            self._absorb(call, own, ev, out)
+        else:
+            self._move(picker, call, ev, out)
+            if not own.chans:
+                self._end(own, ev, out)
+        if picker.ext is None:
+            call.answered = call.answered or not picker.local  # e.g. a trunk-side pickup
+        elif picker.talk_ext is None:
+            self._set_state(picker, UP, ev, out)
 
     # ------------------------------------------------------------------ ending
 
@@ -586,6 +620,26 @@ class CallTracker:
                 self._move(chan, call, ev, out)
         if not consult.chans:
             self._end(consult, ev, out)
+
+    def _on_pickup(self, ev: Event, out: Out) -> None:
+        """Asterisk 12+ `Pickup`: Channel = the picker, Target* = the ringing channel it took."""
+        picker = self._observe(ev, out)
+        if picker is None:
+            return
+        target = self._chans.get(ev.get("TargetUniqueid", ""))
+        linkedid = ev.get("TargetLinkedid", "")
+        call = target.call if target is not None else self._calls.get(linkedid)
+        if call is None:  # attached mid-call: the ringing call is known only by this event
+            if not linkedid or linkedid in self._ended:
+                return
+            call = self._new_call(linkedid)
+            call.start_ts = ev.get("Timestamp")
+            num = ev.get("TargetConnectedLineNum", "")
+            if num and num != "<unknown>":
+                call.caller = num
+                name = ev.get("TargetConnectedLineName", "")
+                call.caller_name = "" if name == "<unknown>" else name
+        self._pick_up(picker, call, ev, out)
 
     def _party(self, ev: Event, prefix: str) -> Chan | None:
         """A transfer party by its prefixed headers, created if never seen (mid-call attach)."""

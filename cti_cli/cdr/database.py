@@ -201,8 +201,7 @@ def explain(exc: pymysql.MySQLError, access: DbAccess) -> str:
         return f"no table {table} at {where}; check {KEY_TABLE} in {src}"
     if code == 1142:
         return (
-            f"user {user!r} may not read {table}; "
-            f"GRANT SELECT ON `{access.database}`.* TO the user"
+            f"user {user!r} may not read {table}; GRANT SELECT ON `{access.database}`.* TO the user"
         )
     return f"CDR database error {code} at {where}: {text}"
 

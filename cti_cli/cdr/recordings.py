@@ -115,9 +115,7 @@ def _inspect(name: str, path: Path) -> Recording:
         except WavError as exc:
             return Recording(name, RecStatus.PRESENT, path=path, size=size, problem=str(exc))
         except OSError as exc:
-            return Recording(
-                name, RecStatus.UNREADABLE, path=path, size=size, problem=exc.strerror
-            )
+            return Recording(name, RecStatus.UNREADABLE, path=path, size=size, problem=exc.strerror)
     return Recording(
         name, RecStatus.PRESENT, path=path, size=size, audio=audio, problem=audio.problem
     )

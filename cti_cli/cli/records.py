@@ -166,9 +166,7 @@ def _row_data(row: CdrRow, table: CdrTable, rec_index: int | None) -> dict[str, 
     return data
 
 
-def _copy_all(
-    recordings: list[Recording], dest: Path
-) -> tuple[dict[int, Copied], dict[int, str]]:
+def _copy_all(recordings: list[Recording], dest: Path) -> tuple[dict[int, Copied], dict[int, str]]:
     copied: dict[int, Copied] = {}
     errors: dict[int, str] = {}
     done: set[Path] = set()
@@ -266,9 +264,7 @@ def recordings(
         }
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        console.print(
-            Text(f"call {uniqueid}: {len(rows)} CDR rows in {table.label}", style="bold")
-        )
+        console.print(Text(f"call {uniqueid}: {len(rows)} CDR rows in {table.label}", style="bold"))
         _print_rows(rows, numbers, table)
         if not recs and table.has("recordingfile"):
             console.print(Text("no recording in the CDR rows", style="dim"))
@@ -377,8 +373,10 @@ def calls(
         print(json.dumps([_call_data(c) for c in summaries], ensure_ascii=False, indent=2))
         return
     if not summaries:
-        where = f" since {since}" if since else (
-            f" in the last {NUMBER_WINDOW_DAYS} days" if default_window else ""
+        where = (
+            f" since {since}"
+            if since
+            else (f" in the last {NUMBER_WINDOW_DAYS} days" if default_window else "")
         )
         who = f" for number {number}" if number else ""
         console.print(f"no calls{who}{where} in {table.label}", markup=False)
