@@ -106,6 +106,15 @@ def _uid(ev: Event) -> str | None:
     return ev.get("UniqueID") if uid is None else uid
 
 
+def _release(counts: dict[str, int], ext: str) -> None:
+    """One channel fewer for `ext` (an extension may ring or talk on several channels)."""
+    left = counts.get(ext, 0) - 1
+    if left > 0:
+        counts[ext] = left
+    else:
+        counts.pop(ext, None)
+
+
 class CallTracker:
     """Turns a stream of AMI events into call events; see the module docstring for the rules."""
 
@@ -352,29 +361,15 @@ class CallTracker:
 
     @staticmethod
     def _unring(chan: Chan) -> None:
-        ext = chan.ring_ext
-        if ext is None:
-            return
-        chan.ring_ext = None
-        ringing = chan.call.ringing
-        count = ringing.get(ext, 0) - 1
-        if count > 0:
-            ringing[ext] = count
-        else:
-            ringing.pop(ext, None)
+        ext, chan.ring_ext = chan.ring_ext, None
+        if ext is not None:
+            _release(chan.call.ringing, ext)
 
     @staticmethod
     def _untalk(chan: Chan) -> None:
-        ext = chan.talk_ext
-        if ext is None:
-            return
-        chan.talk_ext = None
-        talking = chan.call.talking
-        count = talking.get(ext, 0) - 1
-        if count > 0:
-            talking[ext] = count
-        else:
-            talking.pop(ext, None)
+        ext, chan.talk_ext = chan.talk_ext, None
+        if ext is not None:
+            _release(chan.call.talking, ext)
 
     @staticmethod
     def _common(call: Call, ev: Event) -> tuple[str, str, str, str, str, str | None, str | None]:
