@@ -104,8 +104,38 @@ class Team(_Block):
 
 
 class RuleConfig(_Block):
+    """The incoming-call rule; unset `script` runs the rule shipped with cti."""
+
     script: str | None = None
     trigger: Literal["ring", "answer"] = "answer"
+    timeout: float = Field(default=2.0, gt=0, le=60)
+
+
+class DirectoryConfig(_Block):
+    """Where callers' employee cards come from: `csv:/path/employees.csv` or an HTTP(S) URL
+    template with `{e164}`, `{number}`, `{digits}` placeholders (JSON answer)."""
+
+    source: str | None = None
+    region: str = Field(default="RU", pattern=r"^[A-Z]{2}$")
+    headers: dict[str, str] = Field(default_factory=dict)
+    cache_ttl: float = Field(default=300.0, ge=0)
+    timeout: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str | None) -> str | None:
+        if value is None or value.startswith(("csv:", "http://", "https://")):
+            return value
+        raise ValueError('must be "csv:/path/employees.csv" or an http(s):// URL template')
+
+
+class AgentConfig(_Block):
+    """The `cti agent` service: where it listens, keeps its outbox, and how long pops live."""
+
+    listen: str = Field(default="127.0.0.1:9377", pattern=r"^\[?[^\s/]*\]?:\d{1,5}$")
+    state_dir: str | None = None
+    pop_ttl: float = Field(default=60.0, gt=0)
+    pbx: str | None = None  # this PBX's name in delivery keys; default server.host
 
 
 class CdrConfig(_Block):
@@ -119,10 +149,30 @@ class CallsConfig(_Block):
     extension_pattern: str | None = None
 
 
+WEBHOOK_EVENTS = ("screen_pop", "call.ringing", "call.answered", "call.transferred", "call.ended")
+
+
 class Webhook(_Block):
     url: str = Field(pattern=r"^https?://\S+$")
     secret: SecretStr = SecretStr("")
     format: Literal["json", "zammad"] = "json"
+    events: list[str] | None = None  # None: every event
+    timeout: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            if name not in WEBHOOK_EVENTS:
+                hint = difflib.get_close_matches(name, WEBHOOK_EVENTS, n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ValueError(
+                    f"unknown event {name!r} (known: {', '.join(WEBHOOK_EVENTS)}){extra}"
+                )
+        return value
+
+    def wants(self, event: str) -> bool:
+        return self.events is None or event in self.events
 
 
 class Status(_Block):
@@ -141,6 +191,8 @@ class Config(_Block):
     cdr: CdrConfig = Field(default_factory=CdrConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
     webhooks: list[Webhook] = Field(default_factory=list)
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
     status: Status = Field(default_factory=Status)
 
     def incomplete(self) -> list[str]:
@@ -162,11 +214,7 @@ class Config(_Block):
                 "responsible teams: no team has a member with an extension; "
                 "run cti teams add NAME and cti teams member NAME --login L --ext 101"
             )
-        if not self.rule.script:
-            problems.append(
-                "call handling rule: rule.script is not set; run cti configure --rule PATH"
-            )
-        else:
+        if self.rule.script:
             from cti_cli.rules import RuleError, read_rule
 
             try:
@@ -336,6 +384,10 @@ _ALLOWED: dict[str, str] = {
     "server.auth": 'must be "md5" or "plain"',
     "server.timeout": "must be a number of seconds, more than 0 and at most 300",
     "rule.trigger": 'must be "ring" or "answer"',
+    "rule.timeout": "must be a number of seconds, more than 0 and at most 60",
+    "agent.listen": 'must be HOST:PORT, e.g. "127.0.0.1:9377"',
+    "agent.pop_ttl": "must be a number of seconds, more than 0",
+    "directory.region": 'must be a two-letter country code like "RU"',
     "webhooks.*.url": "must be an http:// or https:// URL",
     "webhooks.*.format": 'must be "json" or "zammad"',
 }

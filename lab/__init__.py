@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from lab.errors import LabUnavailable
 from lab.hostdeps import HOST_TOOLS, ensure_tools, is_root
 from lab.layout import Layout, instances_dir, make_layout, unmount
 from lab.ports import free_ports, tcp_port_free, udp_port_free
-from lab.procs import alive, cmdline_has, stop_pid
+from lab.procs import alive, cmdline_has, stop_pid, wait_gone
 from lab.render import TEMPLATES, render_file
 from lab.rootfs import ensure_rootfs, rootfs_path
 from lab.sipp import Phone, Sipp
@@ -38,7 +39,7 @@ ODBC_DSN = "cti-lab"
 CONFIGS = (
     "asterisk.conf", "modules.conf", "logger.conf", "manager.conf", "pjsip.conf",
     "queues.conf", "extensions.conf", "cdr.conf", "cdr_adaptive_odbc.conf", "res_odbc.conf",
-    "odbc.ini", "rtp.conf",
+    "odbc.ini", "rtp.conf", "features.conf", "indications.conf",
 )  # fmt: skip
 
 
@@ -229,6 +230,24 @@ class Lab:
 
     def running(self) -> bool:
         return self.asterisk.running()
+
+    def stop_asterisk(self, *, kill: bool = False) -> None:
+        """Stop only Asterisk (an outage as the agent sees it); `start_asterisk` brings it back.
+
+        kill=True is a crash (SIGKILL): no Hangup event reaches anyone; the calls just vanish.
+        """
+        self.sipp.stop_calls()
+        if kill and self.asterisk.pid is not None and self.asterisk.running():
+            os.kill(self.asterisk.pid, signal.SIGKILL)
+            wait_gone(self.asterisk.pid, 10)
+        else:
+            self.asterisk.stop()
+
+    def start_asterisk(self) -> None:
+        self.asterisk.start(
+            self.layout.host("log/console.log"), self.layout.chroot("etc/odbc.ini"), tied=self._tied
+        )
+        self._save()
 
     def phone(self, ext: str, mode: str = "answer", *, answer_after: float = 1.0) -> None:
         """Restart operator `ext`'s SIPp phone in mode answer | noanswer | busy."""

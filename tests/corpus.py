@@ -1,7 +1,8 @@
-"""Where the external AMI corpus lives (`../shared/corpus/cacofonisk`, beside the checkout).
+"""Where the AMI corpus lives: `tests/data/cacofonisk`, vendored (MIT, VoIPGRID/cacofonisk).
 
-Tests that need it skip when it is absent, except under CTI_REQUIRE_LAB=1 (CI), where a
-missing corpus must fail the run rather than quietly drop 150 tests.
+51 real AMI recordings; see its README.md and LICENSE. It is part of the repo, so a fresh clone
+runs every corpus test; the skip below only guards a broken checkout, and under
+CTI_REQUIRE_LAB=1 (CI) a missing corpus fails the run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "cacofonisk"
+CORPUS = Path(__file__).resolve().parent / "data" / "cacofonisk"
 FILES = sorted(CORPUS.glob("*/*.json"))
 REQUIRED = os.environ.get("CTI_REQUIRE_LAB") == "1"
 

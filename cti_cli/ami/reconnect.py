@@ -1,7 +1,10 @@
 """A client that stays connected: reconnect with exponential backoff + jitter, re-login.
 
 ``cti watch`` and ``cti agent`` iterate ``ReconnectingClient.events()`` (or ``follow``)
-and show the ``ConnectionState`` values passed to ``on_state`` to the user.
+and show the ``ConnectionState`` values passed to ``on_state`` to the user. ``on_connect``
+runs after every login, before that connection's first event is yielded (events arriving
+meanwhile wait in the client's queue): the place to catch up with what happened while
+disconnected, e.g. ``snapshot_channels`` + ``CallTracker.reconcile``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,7 +21,14 @@ from cti_cli.ami.codec import Headers, merge_headers
 from cti_cli.ami.errors import AMIError, ConnectionLost
 from cti_cli.ami.message import Message
 
-__all__ = ["ConnectParams", "ConnectionState", "ReconnectingClient", "backoff_delay", "follow"]
+__all__ = [
+    "ConnectParams",
+    "ConnectionState",
+    "ReconnectingClient",
+    "backoff_delay",
+    "follow",
+    "snapshot_channels",
+]
 
 StateName = Literal["connecting", "connected", "reconnecting", "error", "closed"]
 
@@ -69,14 +79,26 @@ def backoff_delay(
     return max(0.0, base * (1.0 + jitter * (2.0 * rand() - 1.0)))
 
 
+async def snapshot_channels(client: AMIClient) -> list[Message]:
+    """Every channel Asterisk has right now: the ``CoreShowChannel`` entries of
+    ``CoreShowChannels`` (needs the ``system`` or ``reporting`` write class)."""
+    listed = await client.action_list("CoreShowChannels")
+    return [entry for entry in listed.events if entry.get("Event") == "CoreShowChannel"]
+
+
 class ReconnectingClient:
-    """Yields events across reconnects; ``action()`` goes to the current connection."""
+    """Yields events across reconnects; ``action()`` goes to the current connection.
+
+    ``on_connect(client)`` is awaited after every successful login, before any event of that
+    connection is yielded; an ``AMIError`` from it fails the connection (closed, backoff, retry).
+    """
 
     def __init__(
         self,
         params: ConnectParams,
         *,
         on_state: Callable[[ConnectionState], None] | None = None,
+        on_connect: Callable[[AMIClient], Awaitable[None]] | None = None,
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         jitter: float = 0.2,
@@ -84,6 +106,7 @@ class ReconnectingClient:
     ) -> None:
         self.params = params
         self.on_state = on_state
+        self.on_connect = on_connect
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.jitter = jitter
@@ -116,6 +139,11 @@ class ReconnectingClient:
             client.start_keepalive(p.ping_interval, p.ping_timeout)
         return client
 
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
@@ -127,20 +155,25 @@ class ReconnectingClient:
         while not self._stopped.is_set():
             self._notify("connecting")
             try:
-                self._client = await self._open()
+                self._client = client = await self._open()
+                if self.on_connect is not None:
+                    await self.on_connect(client)
             except AMIError as exc:
+                await self._drop()
                 self._notify("error", error=exc.describe())
+            except BaseException:
+                await self._drop()
+                raise
             else:
                 attempt = 0
                 self._notify("connected")
                 try:
-                    async for event in self._client.events():
+                    async for event in client.events():
                         yield event
                 except AMIError as exc:
                     self._notify("error", error=exc.describe())
                 finally:
-                    await self._client.close()
-                    self._client = None
+                    await self._drop()
             if self._stopped.is_set():
                 break
             delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max, self.jitter)

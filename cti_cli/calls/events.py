@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-REASONS = ("completed", "no-answer", "busy", "abandoned", "cancelled", "failed")
+# `lost`: the call ended while cti was disconnected from AMI (see `CallTracker.reconcile`).
+REASONS = ("completed", "no-answer", "busy", "abandoned", "cancelled", "failed", "lost")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,12 @@
 """Why a call ended, from what the tracker saw (contract reasons in `events.REASONS`).
 
-Order of evidence: an answer wins (`completed`); then a queue abandon (`abandoned`); then the
-caller channel's hangup cause when it is specific (busy / no answer / a network failure); then the
-last dial result in the call (BUSY, NOANSWER, CANCEL, CHANUNAVAIL...). A caller who simply hung
-up before anyone answered is `cancelled`.
+A call whose channels vanished while cti was not connected to AMI (found by
+`CallTracker.reconcile`) is `lost`: how it ended was not seen, whatever was known before.
+
+Otherwise, order of evidence: an answer wins (`completed`); then a queue abandon (`abandoned`);
+then the caller channel's hangup cause when it is specific (busy / no answer / a network
+failure); then the last dial result in the call (BUSY, NOANSWER, CANCEL, CHANUNAVAIL...). A
+caller who simply hung up before anyone answered is `cancelled`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ _DIAL_STATUS_REASON = {
 }
 
 
-def end_reason(call: Call) -> str:
+def end_reason(call: Call, *, lost: bool = False) -> str:
+    if lost:
+        return "lost"
     if call.answered:
         return "completed"
     if call.abandoned:

@@ -47,11 +47,16 @@ Attaching mid-call
     Events for never-seen channels create what they can; a `Hangup` of an unknown channel is
     ignored; a call that ended is remembered (bounded) so late events of its Linkedid do not start
     a ghost call. Nothing here raises on odd input.
+
+Catching up after a (re)connect
+    `reconcile(channels)` takes the `CoreShowChannels` list: channels missing from it hung up
+    unseen (a call left empty ends `lost`), unknown ones are attached as above (the same
+    `_observe` path as a live event), known ones take their listed state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from cti_cli.calls.events import (
     Answered,
@@ -115,6 +120,35 @@ def _release(counts: dict[str, int], ext: str) -> None:
         counts.pop(ext, None)
 
 
+def _queue_of(entry: Event) -> str | None:
+    """The queue a `CoreShowChannel` caller waits in (`Application: Queue`, data `name,opts`)."""
+    if entry.get("Application") != "Queue":
+        return None
+    return entry.get("ApplicationData", "").split(",", 1)[0].strip() or None
+
+
+def _seconds(duration: str | None) -> int | None:
+    """`CoreShowChannel` `Duration` (`HH:MM:SS`, empty when unknown) in seconds."""
+    parts = (duration or "").split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    hours, minutes, secs = (int(p) for p in parts)
+    return hours * 3600 + minutes * 60 + secs
+
+
+def _start_from_durations(call: Call, now: str, listed: Mapping[str, Event]) -> None:
+    """A call first seen in a snapshot started when its oldest listed channel was created."""
+    ages = [_seconds(listed[uid].get("Duration")) for uid in call.chans if uid in listed]
+    known = [age for age in ages if age is not None]
+    if not known:
+        return
+    try:
+        start = float(now) - max(known)
+    except ValueError:  # `time` was not a number: keep the snapshot time
+        return
+    call.start_ts = f"{start:.6f}"
+
+
 class CallTracker:
     """Turns a stream of AMI events into call events; see the module docstring for the rules."""
 
@@ -126,6 +160,7 @@ class CallTracker:
         self._ended: dict[str, None] = {}  # insertion-ordered set of recently ended keys
         self._gone: dict[str, None] = {}  # recently hung-up channels (events may trail Hangup)
         self._seq = 0
+        self._reconciling = False  # inside reconcile(): an extension is reported once per call
         # Events that only introduce their channel go straight to `_observe` (its return
         # value is unused): one Python call less on the commonest events.
         on_channel = self._observe
@@ -175,6 +210,54 @@ class CallTracker:
             return []
         out: list[CallEvent] = []
         handler(event, out)
+        return out
+
+    def reconcile(
+        self, channels: Iterable[Event], time: str | float | None = None
+    ) -> list[CallEvent]:
+        """Bring the tracker in line with `CoreShowChannels` (every `CoreShowChannel` entry),
+        taken right after a (re)connect; return the call events that catching up caused.
+
+        Channels we hold that are not listed hung up while we were not listening: they are
+        dropped, and a call left without channels ends with reason `lost`. Listed channels we
+        do not know are attached mid-call exactly as live events would attach them; known ones
+        get their current state. An extension already reported as ringing (answered) in a call
+        is not reported again. Calls already ended stay ended. Idempotent: the same list again
+        gives nothing. `time` (AMI `Timestamp` form, or epoch seconds) stamps the events and
+        gives a lost call its duration; without it they have none. No clock is read here.
+        """
+        now = f"{time:.6f}" if isinstance(time, int | float) else time
+        stamp: dict[str, str] = {} if now is None else {"Timestamp": now}
+        listed: dict[str, Event] = {}
+        for entry in channels:
+            uid = _uid(entry)
+            if uid:
+                listed[uid] = entry
+        out: Out = []
+        before = {id(call) for call in self._calls.values()}
+        self._reconciling = True
+        try:
+            # callers first, so that their own caller ID is what the operators' events carry
+            order = sorted(listed.items(), key=lambda item: item[0] != item[1].get("Linkedid"))
+            for uid, entry in order:
+                ev: Event = {**entry, **stamp} if stamp else entry
+                chan = self._chans.get(uid)
+                if chan is None:  # attach mid-call, as its first live event would
+                    chan = self._observe(ev, out)
+                    if chan is not None and uid == chan.call.caller_uid:
+                        chan.call.queue = chan.call.queue or _queue_of(entry)
+                else:
+                    self._apply_state(chan, _state_of(ev), ev, out)
+            for uid in [uid for uid in self._chans if uid not in listed]:
+                self._forget(self._chans.pop(uid))  # hung up while we were away
+            calls = {id(call): call for call in self._calls.values()}
+            for call in calls.values():
+                if not call.chans:
+                    self._end(call, stamp, out, lost=True)
+                elif id(call) not in before and now is not None:
+                    _start_from_durations(call, now, listed)
+        finally:
+            self._reconciling = False
         return out
 
     def active_calls(self) -> list[CallView]:
@@ -341,6 +424,8 @@ class CallTracker:
         if count == 0:
             if ext not in call.rang:
                 call.rang.append(ext)
+            elif self._reconciling:
+                return  # reported before the outage; a new round is not told from the old one
             out.append(Ringing(*self._common(call, ev), ext))
 
     def _answer(self, chan: Chan, ev: Event, out: Out) -> None:
@@ -356,6 +441,8 @@ class CallTracker:
         call.talking[ext] = count + 1
         call.answered = True
         if count == 0:
+            if self._reconciling and ext in call.answered_by:
+                return
             call.answered_by.append(ext)
             out.append(Answered(*self._common(call, ev), ext))
 
@@ -438,20 +525,20 @@ class CallTracker:
 
     # ------------------------------------------------------------------ ending
 
-    def _emit_end(self, call: Call, ev: Event, out: Out) -> None:
+    def _emit_end(self, call: Call, ev: Event, out: Out, lost: bool = False) -> None:
         out.append(
             Ended(
                 *self._common(call, ev),
                 call.answered,
                 tuple(call.answered_by),
                 tuple(call.rang),
-                end_reason(call),
+                end_reason(call, lost=lost),
                 duration(call.start_ts, ev.get("Timestamp")),
             )
         )
 
-    def _end(self, call: Call, ev: Event, out: Out) -> None:
-        self._emit_end(call, ev, out)
+    def _end(self, call: Call, ev: Event, out: Out, lost: bool = False) -> None:
+        self._emit_end(call, ev, out, lost)
         for key in (call.call_id, *call.aliases):
             if self._calls.get(key) is call:
                 del self._calls[key]
@@ -478,17 +565,21 @@ class CallTracker:
         chan = self._chans.pop(uid, None) if uid is not None else None
         if chan is None:
             return
+        self._forget(chan)
+        call = chan.call
+        if chan.uid == call.caller_uid:
+            call.caller_cause = ev.get("Cause", "")
+        if not call.chans:
+            self._end(call, ev, out)
+
+    def _forget(self, chan: Chan) -> None:
+        """`chan`, just taken out of `_chans`, is gone: release what it held in its call."""
         if self._names.get(chan.name) == chan.uid:
             del self._names[chan.name]
         _remember(self._gone, chan.uid)
         self._unring(chan)
         self._untalk(chan)
-        call = chan.call
-        call.chans.pop(chan.uid, None)
-        if chan.uid == call.caller_uid:
-            call.caller_cause = ev.get("Cause", "")
-        if not call.chans:
-            self._end(call, ev, out)
+        chan.call.chans.pop(chan.uid, None)
 
     def _on_dial_begin(self, ev: Event, out: Out) -> None:
         self._observe_dest(ev, out, self._observe(ev, out))

@@ -50,7 +50,17 @@ def main_options(
 
 def _register() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
-    from cti_cli.cli import configure, records, replay, show, switch, teams, watch  # noqa: F401
+    from cti_cli.cli import (  # noqa: F401
+        agent_cmd,
+        configure,
+        records,
+        replay,
+        rule_cmd,
+        show,
+        switch,
+        teams,
+        watch,
+    )
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ from cti_cli.calls import Answered, CallEvent, CallTracker, CallView, Ended
 
 FADE_SECONDS = 5.0
 RECENT_MAX = 8
+LOST = "lost"  # ended while cti was disconnected from AMI: how it ended is unknown
 
 
 @dataclass
@@ -113,14 +114,19 @@ class CallBoard:
     def _ended_row(done: _Finished) -> tuple[str, ...]:
         e = done.event
         operators = ", ".join(e.answered_by) or ", ".join(e.rang)
+        state = "ended: lost (while disconnected)" if e.reason == LOST else f"ended: {e.reason}"
         return (
-            who(e.caller, e.caller_name), e.dialed, e.queue or "", f"ended: {e.reason}",
-            operators, clock(done.ended_at - done.started_at),
+            who(e.caller, e.caller_name), e.dialed, e.queue or "", state, operators,
+            clock(done.ended_at - done.started_at),
         )  # fmt: skip
 
     @staticmethod
     def _recent_cells(done: _Finished) -> tuple[str, ...]:
         e = done.event
+        if e.reason == LOST:  # its end was not seen: it lasted at most until we were back
+            outcome = "answered, then lost" if e.answered else "lost"
+            talk = f"≤{clock(e.duration)}" if e.duration is not None else ""
+            return e.dialed, outcome, ", ".join(e.answered_by) or ", ".join(e.rang), talk
         outcome = "answered" if e.answered else f"missed ({e.reason})"
         if e.duration is not None:
             talk = clock(e.duration)

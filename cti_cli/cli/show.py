@@ -16,7 +16,7 @@ from rich.text import Text
 from cti_cli.cli.app import app
 from cti_cli.cli.common import console, load_config, state
 from cti_cli.config import SECRET_MASK, Config
-from cti_cli.rules import RuleError, read_rule
+from cti_cli.rules import RuleError, effective_rule, read_rule
 
 
 def masked(secret: str) -> str:
@@ -30,11 +30,11 @@ def page_data(config: Config, path: Path) -> dict[str, Any]:
     rule: dict[str, Any] = config.rule.model_dump()
     rule["source"] = None
     rule["error"] = None
-    if config.rule.script:
-        try:
-            rule["source"] = read_rule(Path(config.rule.script))
-        except RuleError as exc:
-            rule["error"] = str(exc)
+    rule["effective"] = str(effective_rule(config.rule.script))
+    try:
+        rule["source"] = read_rule(Path(rule["effective"]))
+    except RuleError as exc:
+        rule["error"] = str(exc)
     return {
         "config_file": str(path),
         "enabled": config.enabled,
@@ -99,7 +99,12 @@ def render(data: dict[str, Any]) -> list[RenderableType]:
     ])  # fmt: skip
     rule = data["rule"]
     rule_parts: list[RenderableType] = [
-        _kv([("script", _unset(rule["script"])), ("trigger", rule["trigger"])])
+        _kv(
+            [
+                ("script", rule["script"] or f"built-in ({rule['effective']})"),
+                ("trigger", rule["trigger"]),
+            ]
+        )
     ]
     if rule["error"]:
         rule_parts.append(Text(rule["error"], style="red"))

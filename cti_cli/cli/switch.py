@@ -21,6 +21,7 @@ from cti_cli.cli.common import (
     warn,
 )
 from cti_cli.config import Config, ServerConfig
+from cti_cli.rules import DEFAULT_RULE
 
 
 def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
@@ -75,6 +76,9 @@ def enable(
         f"enabled: {effective.server.host}:{effective.server.port} answers "
         f"(AMI {info.ami_version}, Asterisk {info.asterisk_version})",
     )
+    rule = effective.rule
+    which = rule.script or f"the built-in rule ({DEFAULT_RULE})"
+    say(f"rule: {which} runs on {rule.trigger}")
 
 
 @app.command()

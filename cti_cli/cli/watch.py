@@ -2,6 +2,8 @@
 
 Read-only, so it works whether the integration is enabled or not. The screen is redrawn at a
 fixed low rate by a timer, never per event, so a busy PBX cannot make the terminal fall behind.
+After every (re)connect the tracker is reconciled with `CoreShowChannels` before the first event:
+calls already in progress are shown, calls that ended while disconnected end as `lost`.
 """
 
 from __future__ import annotations
@@ -12,15 +14,22 @@ import fnmatch
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 import typer
 from rich.live import Live
 
+from cti_cli.ami.client import AMIClient
+from cti_cli.ami.errors import ActionFailed, PermissionDenied
 from cti_cli.ami.message import Message
-from cti_cli.ami.reconnect import ConnectionState, ConnectParams, ReconnectingClient
-from cti_cli.calls import CallTracker
+from cti_cli.ami.reconnect import (
+    ConnectionState,
+    ConnectParams,
+    ReconnectingClient,
+    snapshot_channels,
+)
+from cti_cli.calls import CallEvent, CallTracker
 from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_USAGE, console, err_console, fail, load_config
 from cti_cli.cli.live_calls import CallBoard
@@ -132,6 +141,35 @@ def _state_to_stderr(state: ConnectionState) -> None:
     err_console.print(f"cti watch: {state}", markup=False, style="dim", soft_wrap=True)
 
 
+def reconciler(
+    tracker: CallTracker,
+    emit: Callable[[list[CallEvent]], None],
+    clock: Callable[[], float] = time.time,
+) -> Callable[[AMIClient], Awaitable[None]]:
+    """`on_connect` hook: catch `tracker` up with the channels Asterisk has now, `emit` the
+    call events that gives. A user not allowed `CoreShowChannels` is told once and followed
+    without it (the connection is not failed for that); a lost connection fails it."""
+    warned = False
+
+    async def on_connect(client: AMIClient) -> None:
+        nonlocal warned
+        try:
+            channels = await snapshot_channels(client)
+        except (PermissionDenied, ActionFailed) as exc:
+            if not warned:
+                warned = True
+                err_console.print(
+                    f"cti watch: cannot list the active channels ({exc}); calls that ended "
+                    "while disconnected stay shown until they end", markup=False, style="yellow",
+                    soft_wrap=True,
+                )  # fmt: skip
+            return
+        if call_events := tracker.reconcile(channels, time=clock()):
+            emit(call_events)
+
+    return on_connect
+
+
 async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool) -> None:
     client = ReconnectingClient(params, on_state=_state_to_stderr)
     out = sys.stdout
@@ -146,13 +184,20 @@ async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool)
 
 async def _call_events_json(params: ConnectParams, pattern: str | None) -> None:
     tracker = CallTracker(pattern)
-    client = ReconnectingClient(params, on_state=_state_to_stderr)
     out = sys.stdout
+
+    def emit(call_events: list[CallEvent]) -> None:
+        for call_event in call_events:
+            out.write(call_event.to_json() + "\n")
+        out.flush()
+
+    client = ReconnectingClient(
+        params, on_state=_state_to_stderr, on_connect=reconciler(tracker, emit)
+    )
     try:
         async for event in client.events():
-            for call_event in tracker.feed(event):
-                out.write(call_event.to_json() + "\n")
-                out.flush()
+            if call_events := tracker.feed(event):
+                emit(call_events)
     finally:
         await client.close()
 
@@ -161,7 +206,9 @@ async def _live_board(params: ConnectParams, pattern: str | None) -> None:
     tracker = CallTracker(pattern)
     board = CallBoard(tracker, server=f"{params.host}:{params.port}")
     client = ReconnectingClient(
-        params, on_state=lambda state: board.set_connection(state, time.monotonic())
+        params,
+        on_state=lambda state: board.set_connection(state, time.monotonic()),
+        on_connect=reconciler(tracker, lambda events: board.record(events, time.monotonic())),
     )
 
     async def pump() -> None:

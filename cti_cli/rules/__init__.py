@@ -34,3 +34,11 @@ def read_rule(path: Path) -> str:
     except ValueError as exc:  # e.g. NUL bytes
         raise RuleError(f"rule script {path}: {exc}") from None
     return source
+
+
+DEFAULT_RULE = Path(__file__).with_name("incoming.py")
+
+
+def effective_rule(script: str | None) -> Path:
+    """The rule that runs: the configured script, else the one shipped with cti."""
+    return Path(script) if script else DEFAULT_RULE

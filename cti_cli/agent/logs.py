@@ -1,0 +1,38 @@
+"""The agent's log: one line per record on stderr, every PBX string made printable."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from cti_cli.textsafe import printable
+
+
+class SafeFormatter(logging.Formatter):
+    """`2026-12-01T19:30:00Z warning cti.agent: message` — control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
+        text = printable(record.getMessage())
+        line = f"{stamp} {record.levelname.lower()} {record.name}: {text}"
+        if record.exc_info:
+            line += "\n" + printable(self.formatException(record.exc_info), keep_newlines=True)
+        return line
+
+
+def setup(level: int = logging.INFO) -> None:
+    """Route the `cti.*` loggers to stderr (idempotent)."""
+    root = logging.getLogger("cti")
+    for handler in list(root.handlers):
+        if getattr(handler, "_cti", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter())
+    handler._cti = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    # httpx logs whole request URLs (a query may carry a token) at INFO: keep it quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -1,0 +1,291 @@
+"""The rule runtime: the admin's `on_call(call, cti)` run off the event loop, with a timeout.
+
+A rule is the admin's Python code, so it can raise, block or loop forever. Each run happens in
+a worker thread; on timeout the thread gets an asynchronous `RuleTimeout` exception injected
+(pure-Python loops stop at their next bytecode) and the pop goes out with a plain request form.
+Errors name the rule's own file:line, the only place the admin can fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from cti_cli.agent.pops import Operator
+from cti_cli.rules import RuleError, read_rule
+
+log = logging.getLogger("cti.rule")
+
+FindEmployee = Callable[[str], "dict[str, Any] | None"]
+
+
+class RuleTimeout(BaseException):
+    """Injected into a rule thread that overran `[rule] timeout` (BaseException: a rule's
+    `except Exception` must not swallow it)."""
+
+
+class CallView(Mapping[str, Any]):
+    """What the rule sees of the call: attributes, and `call["name"]` for the same fields."""
+
+    _FIELDS = (
+        "caller",
+        "caller_e164",
+        "caller_name",
+        "dialed",
+        "queue",
+        "uniqueid",
+        "call_id",
+        "trigger",
+        "operator",
+    )
+
+    def __init__(self, data: Mapping[str, Any], operator: Operator) -> None:
+        self._data = {k: data.get(k) for k in self._FIELDS if k != "operator"}
+        self._data["operator"] = _OperatorView(operator)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"call has no field {name!r}; fields: {self._FIELDS}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"call({self._data!r})"
+
+
+class _OperatorView(Mapping[str, str]):
+    def __init__(self, operator: Operator) -> None:
+        self._data = operator.to_dict()
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"operator has no field {name!r}") from None
+
+    def __getitem__(self, name: str) -> str:
+        return self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"operator({self._data!r})"
+
+
+@dataclass
+class RuleContext:
+    """The `cti` object a rule receives: lookups in, what to open out."""
+
+    find: FindEmployee | None
+    rule_name: str
+    opened: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def find_employee(self, number: str) -> dict[str, Any] | None:
+        if self.find is None or not number:
+            return None
+        return self.find(str(number))
+
+    def open_card(self, employee: Mapping[str, Any]) -> None:
+        if not isinstance(employee, Mapping):
+            raise TypeError("cti.open_card() takes the employee dict that find_employee returned")
+        self.opened.append({"type": "employee_card", "employee": _plain(dict(employee))})
+
+    def open_request_form(self, **fields: Any) -> None:
+        self.opened.append({"type": "request_form", "fields": _plain(fields)})
+
+    def log(self, message: object) -> None:
+        self.lines.append(str(message))
+        log.info("%s: %s", self.rule_name, message)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: what the rule hands over must serialise, whatever it built."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    """What one run produced: the `open` list of a screen pop, and the problem if it failed."""
+
+    opened: list[dict[str, Any]]
+    error: str | None = None
+
+
+def plain_form(call: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The fallback when the rule failed: a request form with what the PBX told us."""
+    phone = call.get("caller_e164") or call.get("caller") or ""
+    return [
+        {
+            "type": "request_form",
+            "fields": {"phone": phone, "caller_name": call.get("caller_name") or ""},
+        }
+    ]
+
+
+@dataclass
+class _Program:
+    path: Path
+    stamp: tuple[int, int, int]
+    on_call: Callable[[CallView, RuleContext], object]
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def compile_rule(path: Path) -> Callable[[CallView, RuleContext], object]:
+    """Load a rule file and return its `on_call`; RuleError (one line, file:line) if it can't."""
+    source = read_rule(path)
+    namespace: dict[str, Any] = {"__name__": "cti_rule", "__file__": str(path)}
+    try:
+        exec(compile(source, str(path), "exec"), namespace)
+    except Exception as exc:
+        raise RuleError(f"{_where(path, exc.__traceback__)}: {_describe(exc)}") from None
+    on_call = namespace.get("on_call")
+    if not callable(on_call):
+        raise RuleError(f"{path}: defines no on_call(call, cti) function; add one")
+    return on_call  # type: ignore[no-any-return]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _where(path: Path, tb: TracebackType | None) -> str:
+    """`file:line` of the deepest frame inside the rule file."""
+    line = None
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename == str(path):
+            line = lineno
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+def _where_frame(path: Path, frame: FrameType | None) -> str:
+    line = None
+    while frame is not None:
+        if frame.f_code.co_filename == str(path) and line is None:
+            line = frame.f_lineno
+        frame = frame.f_back
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+def _interrupt(thread_id: int) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(RuleTimeout)
+    )
+
+
+class RuleRunner:
+    """Holds the current rule (reloaded when its file changes) and runs it per pop."""
+
+    def __init__(
+        self, path: Path, timeout: float, find: FindEmployee | None, *, workers: int = 4
+    ) -> None:
+        self.timeout = timeout
+        self.find = find
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cti-rule")
+        self._program = _Program(path, _stamp(path), compile_rule(path))
+
+    @property
+    def path(self) -> Path:
+        return self._program.path
+
+    def use(self, path: Path) -> None:
+        """Switch to another rule file; RuleError (and the old rule stays) if it does not load."""
+        self._program = _Program(path, _stamp(path), compile_rule(path))
+
+    def reload_if_changed(self) -> str | None:
+        """Reload a changed rule file; returns the problem when it no longer loads."""
+        program = self._program
+        try:
+            stamp = _stamp(program.path)
+        except OSError as exc:
+            return f"rule script {program.path}: {exc.strerror}; the previous version keeps running"
+        if stamp == program.stamp:
+            return None
+        try:
+            self._program = _Program(program.path, stamp, compile_rule(program.path))
+        except RuleError as exc:
+            program.stamp = stamp  # report once per change, not every poll
+            return f"{exc}; the previous version keeps running"
+        log.info("rule %s reloaded", program.path)
+        return None
+
+    async def run(self, call: Mapping[str, Any], operator: Operator) -> RuleOutcome:
+        """Run `on_call` for one pop; never raises — a failed run gets the plain form."""
+        program = self._program
+        context = RuleContext(self.find, program.path.name)
+        view = CallView(call, operator)
+        started = threading.Event()
+        holder: dict[str, Any] = {}
+
+        def work() -> None:
+            holder["thread"] = threading.get_ident()
+            started.set()
+            try:
+                program.on_call(view, context)
+            except RuleTimeout:
+                holder["timeout"] = True
+            except Exception as exc:
+                holder["error"] = f"{_where(program.path, exc.__traceback__)}: {_describe(exc)}"
+            finally:
+                holder["done"] = True
+
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, work)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except TimeoutError:
+            where = program.path
+            thread_id = holder.get("thread")
+            if thread_id is not None and not holder.get("done"):
+                frame = sys._current_frames().get(thread_id)
+                where_text = _where_frame(where, frame)
+                _interrupt(thread_id)
+            else:
+                where_text = str(where)
+            return RuleOutcome(
+                plain_form(call),
+                f"{where_text}: on_call did not finish within {self.timeout:g} s "
+                "(rule.timeout); sent a plain request form",
+            )
+        if "error" in holder:
+            return RuleOutcome(plain_form(call), f"{holder['error']}; sent a plain request form")
+        if not context.opened:
+            return RuleOutcome([], None)
+        return RuleOutcome(context.opened, None)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

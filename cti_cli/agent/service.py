@@ -1,0 +1,584 @@
+"""`cti agent`: the long-running service that turns calls into screen pops and webhook events.
+
+One asyncio loop holds it all together:
+
+* the config watcher — the file polled every 0.5 s and re-read on SIGHUP; a bad edit is
+  logged (file:key) and the last good config keeps running;
+* the AMI session — `ReconnectingClient` (0.5 s → 30 s backoff with jitter), reconciled with
+  `CoreShowChannels` after every (re)connect, feeding the one `CallTracker`;
+* the planner (`pops.py`) deciding who gets a pop and which lifecycle events go out;
+* the outbox — every message is committed to SQLite before anything is sent; a pop is stored
+  as an intent first and gets its body when the rule has run, so a SIGKILL loses nothing and a
+  restart re-runs what was still building;
+* one deliverer per webhook, and the HTTP server for `/healthz`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cti_cli import config as cfg
+from cti_cli.agent.directory import Directory, DirectoryError, normalize_number, open_directory
+from cti_cli.agent.http import HttpServer, Request, Response, json_response, parse_listen
+from cti_cli.agent.pops import Lifecycle, Operator, PopPlanner, PopRequest, operators_by_extension
+from cti_cli.agent.rule import RuleRunner
+from cti_cli.ami.client import AMIClient
+from cti_cli.ami.reconnect import (
+    ConnectionState,
+    ConnectParams,
+    ReconnectingClient,
+    snapshot_channels,
+)
+from cti_cli.calls import CallEvent, CallTracker
+from cti_cli.notify.outbox import Item, Outbox
+from cti_cli.notify.webhook import DeliveryResult, WebhookDeliverer, safe_url
+from cti_cli.rules import RuleError, effective_rule
+
+log = logging.getLogger("cti.agent")
+
+POLL_SECONDS = 0.5
+SHUTDOWN_SECONDS = 5.0
+LIFECYCLE_TTL = 24 * 3600.0
+PRUNE_EVERY = 3600.0
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cti"
+
+
+def state_dir(config: cfg.Config) -> Path:
+    raw = config.agent.state_dir
+    return Path(raw).expanduser() if raw else default_state_dir()
+
+
+def connect_params(config: cfg.Config) -> ConnectParams | None:
+    """The AMI login, or None while the connection block is incomplete."""
+    server = config.server
+    if not server.host or not server.login or not server.password.get_secret_value():
+        return None
+    return ConnectParams(
+        host=server.host,
+        port=server.port,
+        username=server.login,
+        secret=server.password.get_secret_value(),
+        tls=server.tls,
+        cafile=server.cafile,
+        auth=server.auth,
+        timeout=server.timeout,
+    )
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class Agent:
+    """The service; `await Agent(path, config).run()` until SIGTERM/SIGINT or `stop()`."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        config: cfg.Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        install_signals: bool = True,
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.clock = clock
+        self.install_signals = install_signals
+        self.pbx = config.agent.pbx or config.server.host or "pbx"
+        self.tracker = CallTracker(config.calls.extension_pattern)
+        self.planner = PopPlanner(
+            operators_by_extension(config.teams), config.rule.trigger, self.pbx
+        )
+        self.directory: Directory | None = None
+        self.runner: RuleRunner | None = None
+        self.outbox: Outbox | None = None
+        self.deliverers: dict[str, WebhookDeliverer] = {}
+        self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
+        self._webhooks: dict[str, cfg.Webhook] = {}
+        self._building: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._reconnect = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._stamp = _stamp(config_path)
+        self._client: ReconnectingClient | None = None
+        self._said_disabled = False
+        self._lock_fd: int | None = None
+        self.connected = False
+        self.ami_error: str | None = None
+        self.last_outcome: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+        self.http: HttpServer | None = None
+        self.http_address: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        """Serve until stopped; returns the exit code (0 after a clean SIGTERM)."""
+        loop = asyncio.get_running_loop()
+        if self.install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        self._open_outbox()
+        self._setup_rule(self.config)
+        self._setup_directory(self.config)
+        self._setup_webhooks(self.config)
+        await self._start_http(self.config)
+        self._resume_building()
+        tasks = [
+            asyncio.create_task(self._watch_config(), name="config"),
+            asyncio.create_task(self._housekeeping(), name="housekeeping"),
+        ]
+        try:
+            await self._main()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: no new events; flushing deliveries for up to %g s",
+                     SHUTDOWN_SECONDS)
+        self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+        if self._building:
+            await asyncio.wait(set(self._building), timeout=max(0.0, deadline - time.monotonic()))
+        for deliverer in self.deliverers.values():
+            deliverer.stop()
+        drains = [d.drain(max(0.0, deadline - time.monotonic())) for d in self.deliverers.values()]
+        if drains:
+            await asyncio.gather(*drains, return_exceptions=True)
+        for task in self._delivery_tasks.values():
+            task.cancel()
+        for task in self._delivery_tasks.values():
+            with contextlib.suppress(BaseException):
+                await task
+        if self.http is not None:
+            await self.http.close()
+        if self.runner is not None:
+            self.runner.close()
+        if self.outbox is not None:
+            pending = self.outbox.depth()
+            self.outbox.close()
+            if pending:
+                log.info("%d deliveries left in the outbox for the next start", pending)
+        log.info("stopped")
+
+    async def _main(self) -> None:
+        while not self._stopping.is_set():
+            config = self.config
+            params = connect_params(config) if config.enabled else None
+            if params is None:
+                if not self._said_disabled:
+                    self._said_disabled = True
+                    if not config.enabled:
+                        log.info("integration disabled; holding no AMI connection "
+                                 "(cti enable switches it on)")
+                    else:
+                        log.warning("connection parameters incomplete; run cti configure")
+                await self._wait_for(self._reconnect)
+                continue
+            self._said_disabled = False
+            session = asyncio.create_task(self._session(params), name="ami")
+            waiter = asyncio.create_task(self._wait_for(self._reconnect))
+            await asyncio.wait({session, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if self._client is not None:
+                await self._client.close()
+            session.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await session
+            self._client = None
+            self.connected = False
+
+    async def _wait_for(self, event: asyncio.Event) -> None:
+        """Until `event` (cleared afterwards) or stop."""
+        stop = asyncio.create_task(self._stopping.wait())
+        other = asyncio.create_task(event.wait())
+        await asyncio.wait({stop, other}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        other.cancel()
+        event.clear()
+
+    # ------------------------------------------------------------------ AMI
+
+    async def _session(self, params: ConnectParams) -> None:
+        log.info("connecting to AMI %s:%d as %s", params.host, params.port, params.username)
+        client = ReconnectingClient(
+            params,
+            on_state=self._on_state,
+            on_connect=self._reconcile,
+            backoff_initial=0.5,
+            backoff_max=30.0,
+            jitter=0.2,
+        )
+        self._client = client
+        feed = self.tracker.feed
+        handle = self._handle
+        async for event in client.events():
+            if self._stopping.is_set():
+                break
+            for call_event in feed(event):
+                handle(call_event)
+
+    def _on_state(self, state: ConnectionState) -> None:
+        if state.state == "connected":
+            self.connected = True
+            self.ami_error = None
+            self._count("ami_logins")
+        elif state.state in ("error", "reconnecting", "closed"):
+            if self.connected:
+                self._count("ami_reconnects")
+            self.connected = False
+            if state.error:
+                self.ami_error = state.error
+        if state.state == "error":
+            log.warning("AMI: %s", state.error)
+        elif state.state == "reconnecting":
+            log.info("AMI: %s", state)
+        elif state.state == "connected":
+            log.info("AMI: connected and logged in")
+
+    async def _reconcile(self, client: AMIClient) -> None:
+        channels = await snapshot_channels(client)
+        events = self.tracker.reconcile(channels)
+        if events:
+            log.info("reconciled with %d live channels: %d call events", len(channels),
+                     len(events))
+        for call_event in events:
+            self._handle(call_event)
+
+    # ------------------------------------------------------------------ calls → outbox
+
+    def _handle(self, event: CallEvent) -> None:
+        plan = self.planner.plan(event)
+        if not plan.lifecycle and not plan.pops:
+            return
+        now = self.clock()
+        for life in plan.lifecycle:
+            self._put_lifecycle(life, now)
+        for pop in plan.pops:
+            self._put_pop(pop, now)
+        for deliverer in self.deliverers.values():
+            deliverer.wake()
+
+    def _targets(self, event: str) -> list[str]:
+        return [url for url, hook in self._webhooks.items() if hook.wants(event)]
+
+    def _put_lifecycle(self, life: Lifecycle, now: float) -> None:
+        targets = self._targets(life.event)
+        if targets and self.outbox is not None:
+            self.outbox.put(targets, life.key, life.call_id, life.event, _dumps(life.body),
+                            now=now, expires_at=now + LIFECYCLE_TTL)  # fmt: skip
+
+    def _put_pop(self, pop: PopRequest, now: float) -> None:
+        targets = self._targets("screen_pop")
+        call_id = pop.call["call_id"]
+        if targets and self.outbox is not None:
+            intent = {"trigger": pop.trigger, "operator": pop.operator.to_dict(), "call": pop.call}
+            new = self.outbox.put(
+                targets, pop.key, call_id, "screen_pop", None,
+                now=now, expires_at=now + self.config.agent.pop_ttl, intent=_dumps(intent),
+            )  # fmt: skip
+            if not new:
+                log.info("pop for %s (%s) on call %s already accepted; not again",
+                         pop.operator.login, pop.operator.extension, call_id)  # fmt: skip
+                return
+        self._spawn_build(pop)
+
+    def _spawn_build(self, pop: PopRequest) -> None:
+        task = asyncio.create_task(self._build_pop(pop))
+        self._building.add(task)
+        task.add_done_callback(self._building.discard)
+
+    async def _build_pop(self, pop: PopRequest) -> None:
+        call = dict(pop.call)
+        region = self.config.directory.region
+        call["caller_e164"] = normalize_number(call.get("caller") or "", region)
+        call["trigger"] = pop.trigger
+        runner = self.runner
+        opened: list[dict[str, Any]]
+        error: str | None
+        if runner is None:
+            from cti_cli.agent.rule import plain_form
+
+            opened, error = plain_form(call), "no rule loaded"
+        else:
+            outcome = await runner.run(call, pop.operator)
+            opened, error = outcome.opened, outcome.error
+        if error:
+            self._count("pops_rule_error")
+            log.warning("rule: %s", error)
+        body = {
+            "event": "screen_pop",
+            "id": pop.key,
+            "call": {k: call.get(k) for k in (
+                "call_id", "uniqueid", "caller", "caller_e164", "caller_name", "dialed",
+                "queue", "trigger",
+            )},
+            "operator": pop.operator.to_dict(),
+            "open": opened,
+        }  # fmt: skip
+        log.info("pop → %s (%s, %s) for %s %s", pop.operator.login, pop.operator.extension,
+                 pop.trigger, call.get("caller") or "unknown caller", call.get("caller_name") or "")
+        if self.outbox is not None and self._targets("screen_pop"):
+            self.outbox.finish(pop.key, call["call_id"], _dumps(body))
+            for deliverer in self.deliverers.values():
+                deliverer.wake()
+
+    def _resume_building(self) -> None:
+        """Pops accepted before a crash whose rule had not finished: run them now."""
+        if self.outbox is None:
+            return
+        for key, _group, _event, intent in self.outbox.building():
+            try:
+                data = json.loads(intent or b"{}")
+                operator = Operator(**data["operator"])
+                pop = PopRequest(key, data["trigger"], operator, data["call"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("outbox: cannot rebuild pop %s: %s", key, exc)
+                continue
+            self._spawn_build(pop)
+
+    # ------------------------------------------------------------------ delivery
+
+    def _open_outbox(self) -> None:
+        folder = state_dir(self.config)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o700)
+        self._lock_fd = _lock_state_dir(folder)
+        self.outbox = Outbox(folder / "outbox.sqlite3")
+
+    def _setup_webhooks(self, config: cfg.Config) -> None:
+        wanted: dict[str, cfg.Webhook] = {}
+        for hook in config.webhooks:
+            if hook.format != "json":
+                log.warning("webhook %s: format %r is not supported yet; skipped",
+                            safe_url(hook.url), hook.format)  # fmt: skip
+                continue
+            if hook.url in wanted:
+                log.warning("webhook %s is listed twice; the first entry is used",
+                            safe_url(hook.url))  # fmt: skip
+                continue
+            wanted[hook.url] = hook
+        if wanted == self._webhooks:
+            return
+        for url in list(self.deliverers):
+            if self._webhooks.get(url) != wanted.get(url):
+                self.deliverers.pop(url).stop()
+                self._delivery_tasks.pop(url).cancel()
+        self._webhooks = wanted
+        assert self.outbox is not None
+        for url, hook in wanted.items():
+            if url in self.deliverers:
+                continue
+            deliverer = WebhookDeliverer(hook, self.outbox, target=url, on_result=self._delivered)
+            self.deliverers[url] = deliverer
+            self._delivery_tasks[url] = asyncio.create_task(deliverer.run(), name=f"hook {url}")
+        if not wanted:
+            log.info("no webhook configured: pops are computed and logged, nothing is sent")
+
+    def _delivered(self, result: DeliveryResult) -> None:
+        self.last_outcome[result.target] = result.outcome
+        self._count(f"{result.event}:{result.outcome}")
+        url = safe_url(result.target)
+        if result.outcome == "delivered":
+            log.debug("%s %s → %s (%.1f ms)", result.event, result.key, url,
+                      result.latency * 1000)  # fmt: skip
+        elif result.outcome == "retry":
+            log.warning("%s %s → %s: %s; will retry", result.event, result.key, url, result.error)
+        elif result.outcome == "dead":
+            log.error("%s %s → %s: %s; dead letter, not retried", result.event, result.key, url,
+                      result.error)  # fmt: skip
+        else:
+            log.warning("%s %s → %s expired before it could be delivered", result.event,
+                        result.key, url)  # fmt: skip
+
+    async def _housekeeping(self) -> None:
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            if self.outbox is None:
+                continue
+            now = self.clock()
+            for item in self.outbox.expire(now=now):
+                self._expired(item)
+            if now - last_prune > PRUNE_EVERY:
+                last_prune = now
+                self.outbox.prune(now=now)
+
+    def _expired(self, item: Item) -> None:
+        self._count(f"{item.event}:expired")
+        log.warning("%s %s → %s expired undelivered", item.event, item.key, safe_url(item.target))
+
+    # ------------------------------------------------------------------ config
+
+    async def _watch_config(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._reload.wait()
+            forced = self._reload.is_set()
+            self._reload.clear()
+            stamp = _stamp(self.config_path)
+            if forced or stamp != self._stamp:
+                self._stamp = stamp
+                self._reload_config()
+            if self.runner is not None and (problem := self.runner.reload_if_changed()):
+                log.error("rule: %s", problem)
+
+    def _reload_config(self) -> None:
+        try:
+            new = cfg.load(self.config_path)
+        except cfg.ConfigError as exc:
+            for line in exc.problems:
+                log.error("config: %s; the previous config keeps running", line)
+            return
+        old, self.config = self.config, new
+        if new == old:
+            return
+        log.info("config reloaded from %s", self.config_path)
+        self.planner.configure(operators_by_extension(new.teams), new.rule.trigger)
+        if new.rule != old.rule:
+            self._setup_rule(new)
+        if new.directory != old.directory:
+            self._setup_directory(new)
+        if new.webhooks != old.webhooks:
+            self._setup_webhooks(new)
+        if new.server != old.server or new.calls != old.calls:
+            if (new.server.host, new.server.port) != (old.server.host, old.server.port) or (
+                new.calls != old.calls
+            ):
+                self.tracker = CallTracker(new.calls.extension_pattern)
+            self._reconnect.set()
+        elif new.enabled != old.enabled:
+            if not new.enabled:
+                log.info("integration disabled: closing the AMI connection")
+            self._reconnect.set()
+        if new.agent.listen != old.agent.listen:
+            log.warning("agent.listen changed; restart the agent to listen on %s",
+                        new.agent.listen)  # fmt: skip
+
+    def _setup_rule(self, config: cfg.Config) -> None:
+        path = effective_rule(config.rule.script)
+        find = self.directory.find if self.directory is not None else None
+        try:
+            if self.runner is None:
+                self.runner = RuleRunner(path, config.rule.timeout, find)
+            elif path != self.runner.path:
+                self.runner.use(path)
+        except RuleError as exc:
+            keeps = "; the previous rule keeps running" if self.runner else ""
+            log.error("rule: %s%s", exc, keeps)
+            return
+        except OSError as exc:
+            log.error("rule: %s: %s", path, exc.strerror)
+            return
+        self.runner.timeout = config.rule.timeout
+        which = "built-in rule" if not config.rule.script else "rule"
+        log.info("%s %s runs on %s (timeout %g s)", which, path, config.rule.trigger,
+                 config.rule.timeout)  # fmt: skip
+
+    def _setup_directory(self, config: cfg.Config) -> None:
+        try:
+            self.directory = open_directory(config.directory)
+        except DirectoryError as exc:
+            log.error("directory: %s", exc)
+            self.directory = None
+        if self.directory is not None:
+            log.info("directory: %s", self.directory.describe())
+        if self.runner is not None:
+            self.runner.find = self.directory.find if self.directory is not None else None
+
+    # ------------------------------------------------------------------ health
+
+    async def _start_http(self, config: cfg.Config) -> None:
+        host, port = parse_listen(config.agent.listen)
+        self.http = HttpServer({"/healthz": self._healthz})
+        self.http_address = await self.http.start(host, port)
+        log.info("listening on http://%s:%d (/healthz)", *self.http_address)
+
+    def health(self) -> dict[str, Any]:
+        reason = None
+        if not self.config.enabled:
+            reason = "integration disabled"
+        elif not self.connected:
+            reason = f"not logged in to AMI: {self.ami_error or 'connecting'}"
+        else:
+            failing = [t for t, o in self.last_outcome.items() if o == "retry"]
+            if failing:
+                reason = (
+                    f"webhook {safe_url(failing[0])} is failing; deliveries wait in the outbox"
+                )
+        depth = self.outbox.depth() if self.outbox is not None else 0
+        return {
+            "status": "ok" if reason is None else "degraded",
+            "reason": reason,
+            "enabled": self.config.enabled,
+            "ami": {"connected": self.connected, "server": f"{self.config.server.host}:"
+                    f"{self.config.server.port}"},
+            "active_calls": self.planner.active(),
+            "outbox": {"pending": depth},
+            "counts": dict(self.counts),
+        }  # fmt: skip
+
+    async def _healthz(self, request: Request) -> Response:
+        data = self.health()
+        return json_response(data, 200 if data["status"] == "ok" else 503)
+
+    def _count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+class StateDirBusy(Exception):
+    """Another agent already uses this state folder (two would deliver everything twice)."""
+
+
+def _lock_state_dir(folder: Path) -> int:
+    """Hold an exclusive lock on `<state_dir>/agent.lock` for the agent's lifetime."""
+    import fcntl
+
+    fd = os.open(folder / "agent.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StateDirBusy(
+            f"another cti agent (pid {other}) already uses {folder}; stop it, or give this one "
+            "its own [agent] state_dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+

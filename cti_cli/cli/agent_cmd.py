@@ -1,0 +1,43 @@
+"""`cti agent`: run the screen-pop service in the foreground (systemd runs it so)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import Annotated
+
+import typer
+
+from cti_cli.cli.app import app
+from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, fail, load_config, state
+
+
+@app.command()
+def agent(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every delivery, not only problems.")
+    ] = False,
+) -> None:
+    """Run the service: follow calls, run the rule, deliver screen pops and call events."""
+    from cti_cli.agent import logs
+    from cti_cli.agent.service import Agent, StateDirBusy
+    from cti_cli.notify.outbox import OutboxError
+
+    config = load_config(ctx)
+    logs.setup(logging.DEBUG if verbose else logging.INFO)
+    service = Agent(state(ctx).config_path, config)
+    try:
+        code = asyncio.run(service.run())
+    except (OutboxError, StateDirBusy) as exc:
+        fail(str(exc), EXIT_FAILURE)
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            fail(
+                f"cannot listen on {config.agent.listen}: {exc.strerror}; "
+                "set [agent] listen to a free HOST:PORT",
+                EXIT_USAGE,
+            )
+        fail(f"{exc.strerror or exc}", EXIT_FAILURE)
+    raise typer.Exit(code)

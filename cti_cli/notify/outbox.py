@@ -1,0 +1,396 @@
+"""The durable outbox: every message for every webhook, kept in SQLite until it is delivered.
+
+One file, ``<state_dir>/outbox.sqlite3`` (folder created mode 0700, file mode 0600; SQLite gives
+its ``-wal``/``-shm`` files the same mode). One row per (message, target):
+
+* ``key`` — the delivery key, unique per target. Putting a key a target already has is a no-op
+  (``put`` leaves that target out of what it returns), so a reconnect or a restart never pops a
+  card twice. Rows are kept after delivery until ``prune`` (7 days by default), which is the
+  window over which duplicates are recognised.
+* ``grp`` — the call id. Within a (target, group) rows are delivered strictly in insertion
+  order: only the group's oldest pending row, its *head*, is ever handed out. A head whose body is
+  still NULL (a pop whose rule has not finished, *building*) blocks the group until ``finish``;
+  a head past ``expires_at`` is marked expired by ``expire`` and the next row takes its place.
+* ``state`` — pending, delivered, dead or expired; ``attempts``, ``next_at``, ``last_error``,
+  ``delivered_at``, ``finished_at`` (when it left pending; what ``prune`` looks at).
+
+Durability: WAL journal with ``synchronous=NORMAL``. Every ``put`` is one committed transaction
+before it returns, written into the WAL with write(2): it survives the process being killed at
+any moment (SIGKILL, OOM) because the data is in the OS page cache. It is not fsynced per
+commit, so a power loss or kernel crash may lose the last few transactions (the database stays
+consistent); that trade buys a put in tens of microseconds instead of an fsync.
+
+Time is always passed in (``now``), never read here, so callers and tests control it. The class
+is meant for one thread (the agent's asyncio loop) and keeps one connection.
+
+Schema versions live in ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version n to n + 1.
+A file written by a newer cti (a version beyond the list) is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+FILENAME = "outbox.sqlite3"
+STATES = ("pending", "delivered", "dead", "expired")
+
+MIGRATIONS: list[tuple[str, ...]] = [
+    # 0 → 1
+    (
+        """CREATE TABLE items (
+            id           INTEGER PRIMARY KEY,
+            target       TEXT    NOT NULL,
+            key          TEXT    NOT NULL,
+            grp          TEXT    NOT NULL,
+            event        TEXT    NOT NULL,
+            body         BLOB,
+            intent       BLOB,
+            created      REAL    NOT NULL,
+            expires_at   REAL    NOT NULL,
+            state        TEXT    NOT NULL DEFAULT 'pending'
+                         CHECK (state IN ('pending', 'delivered', 'dead', 'expired')),
+            head         INTEGER NOT NULL DEFAULT 0,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            next_at      REAL    NOT NULL,
+            last_error   TEXT,
+            delivered_at REAL,
+            finished_at  REAL,
+            UNIQUE (key, target)
+        )""",
+        "CREATE INDEX items_group ON items (target, grp, id) WHERE state = 'pending'",
+        "CREATE INDEX items_heads ON items (target, id) WHERE state = 'pending' AND head = 1",
+        "CREATE INDEX items_expiry ON items (expires_at) WHERE state = 'pending'",
+        "CREATE INDEX items_finished ON items (finished_at) WHERE state != 'pending'",
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = "id, target, key, grp, event, body, created, expires_at, attempts"
+
+
+class OutboxError(Exception):
+    """The outbox file cannot be used; the message is one line naming the file."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message for one target. ``body`` is ``b""`` for a row that expired while building."""
+
+    id: int
+    target: str
+    key: str
+    group: str
+    event: str
+    body: bytes
+    created: float
+    expires_at: float
+    attempts: int
+
+
+Row = tuple[int, str, str, str, str, bytes | None, float, float, int]
+
+
+def _item(row: Row) -> Item:
+    id_, target, key, group, event, body, created, expires_at, attempts = row
+    return Item(id_, target, key, group, event, bytes(body or b""), created, expires_at, attempts)
+
+
+def _not_in(groups: Collection[str]) -> tuple[str, list[str]]:
+    if not groups:
+        return "", []
+    groups = list(groups)
+    return f" AND grp NOT IN ({', '.join('?' * len(groups))})", groups
+
+
+class Outbox:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        _prepare(self.path)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: cannot open the outbox: {exc}") from None
+        try:
+            self._open(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise OutboxError(
+                f"{self.path}: not a readable outbox database ({exc}); "
+                "move it away to start with an empty outbox"
+            ) from None
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+
+    def _open(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise OutboxError(
+                f"{self.path}: outbox schema version {version} is newer than this cti knows "
+                f"({SCHEMA_VERSION}); upgrade cti"
+            )
+        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute("PRAGMA journal_mode = WAL").fetchone()
+        db.execute("PRAGMA synchronous = NORMAL")
+        for step in range(version, SCHEMA_VERSION):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[step]:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {step + 1}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        db.execute("SELECT 1 FROM items LIMIT 0").fetchall()
+
+    # ------------------------------------------------------------ plumbing
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OutboxError(f"{self.path}: the outbox is closed")
+        return self._db
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: {exc}") from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._guard() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _ensure_head(db: sqlite3.Connection, target: str, group: str) -> None:
+        """Make the group's oldest pending row its head (idempotent)."""
+        db.execute(
+            "UPDATE items SET head = 1 WHERE head = 0 AND id = (SELECT MIN(id) FROM items"
+            " WHERE target = ? AND grp = ? AND state = 'pending')",
+            (target, group),
+        )
+
+    def _leave_pending(
+        self, item_id: int, sets: str, params: Sequence[object], states: str = "('pending')"
+    ) -> None:
+        with self._write() as db:
+            row = db.execute(
+                f"UPDATE items SET {sets} WHERE id = ? AND state IN {states} RETURNING target, grp",
+                (*params, item_id),
+            ).fetchall()
+            for target, group in row:
+                self._ensure_head(db, target, group)
+
+    # ------------------------------------------------------------ writing
+
+    def put(
+        self,
+        targets: Sequence[str],
+        key: str,
+        group: str,
+        event: str,
+        body: bytes | None,
+        *,
+        now: float,
+        expires_at: float,
+        intent: bytes | None = None,
+    ) -> list[str]:
+        """Queue a message for each target, committed before returning; the targets for which
+        it was new (a key a target already has is skipped). ``body=None``: still building."""
+        if isinstance(targets, str):
+            raise TypeError("targets must be a sequence of target names, not one string")
+        new: list[str] = []
+        with self._write() as db:
+            for target in targets:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO items"
+                    " (target, key, grp, event, body, intent, created, expires_at, next_at, head)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM items"
+                    " WHERE target = ? AND grp = ? AND state = 'pending'))",
+                    (target, key, group, event, body, intent, now, expires_at, now, target, group),
+                )
+                if cursor.rowcount > 0:
+                    new.append(target)
+        return new
+
+    def finish(self, key: str, group: str, body: bytes) -> None:
+        """Fill the body of a building message, for all its targets."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE items SET body = ? WHERE key = ? AND grp = ? AND body IS NULL"
+                " AND state = 'pending'",
+                (body, key, group),
+            )
+
+    def delivered(self, item_id: int, *, now: float) -> None:
+        # A row the sweep expired while its request was in flight did arrive: say so.
+        self._leave_pending(
+            item_id,
+            "state = 'delivered', attempts = attempts + 1, delivered_at = ?, finished_at = ?",
+            (now, now),
+            states="('pending', 'expired')",
+        )
+
+    def retry(self, item_id: int, *, next_at: float, error: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE items SET attempts = attempts + 1, next_at = ?, last_error = ?"
+                " WHERE id = ? AND state = 'pending'",
+                (next_at, error, item_id),
+            )
+
+    def dead(self, item_id: int, *, reason: str, now: float) -> None:
+        self._leave_pending(
+            item_id,
+            "state = 'dead', attempts = attempts + 1, last_error = ?, finished_at = ?",
+            (reason, now),
+        )
+
+    def expired(self, item_id: int, *, now: float) -> None:
+        """Mark one pending row expired (the deliverer's check just before sending)."""
+        self._leave_pending(item_id, "state = 'expired', finished_at = ?", (now,))
+
+    def expire(self, *, now: float, target: str | None = None) -> list[Item]:
+        """Pending rows (building or not) whose ``expires_at`` has come → expired; returned."""
+        where = "state = 'pending' AND expires_at <= ?"
+        if target is not None:
+            where += " AND target = ?"
+        params: tuple[object, ...] = (now,) if target is None else (now, target)
+        with self._write() as db:
+            rows: list[Row] = db.execute(
+                f"SELECT {_COLUMNS} FROM items INDEXED BY items_expiry WHERE {where} ORDER BY id",
+                params,
+            ).fetchall()
+            if not rows:
+                return []
+            db.execute(
+                f"UPDATE items INDEXED BY items_expiry SET state = 'expired', finished_at = ?"
+                f" WHERE {where}",
+                (now, *params),
+            )
+            for tgt, grp in {(row[1], row[3]) for row in rows}:
+                self._ensure_head(db, tgt, grp)
+        return [_item(row) for row in rows]
+
+    def prune(self, *, now: float, keep: float = 7 * 86400) -> int:
+        """Delete delivered/dead/expired rows that left pending more than ``keep`` s ago."""
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM items WHERE state != 'pending' AND finished_at < ?", (now - keep,)
+            )
+            return cursor.rowcount
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ reading
+
+    def building(self) -> list[tuple[str, str, str, bytes | None]]:
+        """(key, group, event, intent) of each message still building, oldest first."""
+        with self._guard() as db:
+            rows = db.execute(
+                "SELECT key, grp, event, MAX(intent) FROM items"
+                " WHERE state = 'pending' AND body IS NULL GROUP BY key, grp ORDER BY MIN(id)"
+            ).fetchall()
+        return [(k, g, e, None if i is None else bytes(i)) for k, g, e, i in rows]
+
+    def due(
+        self,
+        target: str,
+        *,
+        now: float,
+        limit: int = 64,
+        exclude_groups: Collection[str] = (),
+    ) -> list[Item]:
+        """Each group's oldest pending row, if it is ready (has a body) and ``next_at <= now``;
+        oldest first, at most ``limit``, groups in ``exclude_groups`` left out."""
+        extra, groups = _not_in(exclude_groups)
+        with self._guard() as db:
+            rows: list[Row] = db.execute(
+                f"SELECT {_COLUMNS} FROM items WHERE target = ? AND state = 'pending'"
+                f" AND head = 1 AND body IS NOT NULL AND next_at <= ?{extra} ORDER BY id LIMIT ?",
+                (target, now, *groups, limit),
+            ).fetchall()
+        return [_item(row) for row in rows]
+
+    def next_due_at(self, target: str, *, exclude_groups: Collection[str] = ()) -> float | None:
+        """When something next needs doing for ``target``: a head's ``next_at``, or its
+        ``expires_at`` when that is sooner or the head is still building; None when idle."""
+        extra, groups = _not_in(exclude_groups)
+        with self._guard() as db:
+            value = db.execute(
+                "SELECT MIN(CASE WHEN body IS NULL THEN expires_at"
+                " ELSE MIN(next_at, expires_at) END) FROM items"
+                f" WHERE target = ? AND state = 'pending' AND head = 1{extra}",
+                (target, *groups),
+            ).fetchone()[0]
+        return None if value is None else float(value)
+
+    def depth(self, target: str | None = None) -> int:
+        """Pending rows (building included), for one target or all."""
+        with self._guard() as db:
+            if target is None:
+                row = db.execute("SELECT COUNT(*) FROM items WHERE state = 'pending'").fetchone()
+            else:
+                row = db.execute(
+                    "SELECT COUNT(*) FROM items WHERE target = ? AND state = 'pending'", (target,)
+                ).fetchone()
+        return int(row[0])
+
+    def stats(self) -> dict[str, int]:
+        """Row counts by state (every state present, 0 when none)."""
+        counts = dict.fromkeys(STATES, 0)
+        with self._guard() as db:
+            for state, count in db.execute("SELECT state, COUNT(*) FROM items GROUP BY state"):
+                counts[state] = int(count)
+        return counts
+
+    def status(self, item_id: int) -> tuple[str, str | None, int] | None:
+        """(state, last_error, attempts) of one row, for logs, tools and tests."""
+        with self._guard() as db:
+            row = db.execute(
+                "SELECT state, last_error, attempts FROM items WHERE id = ?", (item_id,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), row[1], int(row[2]))
+
+
+def _prepare(path: Path) -> None:
+    """The folder (0700 when we create it) and the file (0600) before SQLite opens it."""
+    try:
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(path.parent, 0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        except OSError:
+            pass  # not ours to change (another user's file): SQLite will say if it cannot write
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise OutboxError(f"{path}: cannot open the outbox: {exc.strerror or exc}") from None

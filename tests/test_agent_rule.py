@@ -1,0 +1,152 @@
+"""The rule runtime: the admin's on_call runs off the loop, with a timeout, errors at file:line."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cti_cli.agent.pops import Operator
+from cti_cli.agent.rule import RuleRunner, compile_rule
+from cti_cli.rules import DEFAULT_RULE, RuleError
+
+OPERATOR = Operator("ivanov", "Иван Иванов", "Первая линия", "101")
+CALL = {
+    "call_id": "1.1",
+    "uniqueid": "1.1",
+    "caller": "89161234567",
+    "caller_e164": "+79161234567",
+    "caller_name": "Иван Петров",
+    "dialed": "200",
+    "queue": "support",
+    "trigger": "answer",
+}
+EMPLOYEE = {"id": "E-17", "name": "Иван Петров", "phone": "8 (916) 123-45-67", "dept": "ИТ"}
+
+
+def find(number: str) -> dict[str, Any] | None:
+    return dict(EMPLOYEE) if number.endswith("1234567") else None
+
+
+def run(path: Path, call: dict[str, Any] = CALL, timeout: float = 2.0) -> Any:
+    runner = RuleRunner(path, timeout, find)
+    try:
+        return asyncio.run(runner.run(call, OPERATOR))
+    finally:
+        runner.close()
+
+
+def rule(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "rule.py"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_default_rule_known_caller_gets_card_and_form_for_the_employee() -> None:
+    outcome = run(DEFAULT_RULE)
+    assert outcome.error is None
+    assert outcome.opened == [
+        {"type": "employee_card", "employee": EMPLOYEE},
+        {
+            "type": "request_form",
+            "fields": {"client_id": "E-17", "client_name": "Иван Петров", "phone": "+79161234567"},
+        },
+    ]
+
+
+def test_default_rule_unknown_caller_gets_a_form_with_the_number() -> None:
+    call = {**CALL, "caller": "+74950000000", "caller_e164": "+74950000000", "caller_name": "X"}
+    outcome = run(DEFAULT_RULE, call)
+    assert outcome.opened == [
+        {"type": "request_form", "fields": {"phone": "+74950000000", "caller_name": "X"}}
+    ]
+
+
+def test_call_fields_as_attributes_and_items(tmp_path: Path) -> None:
+    path = rule(
+        tmp_path,
+        "def on_call(call, cti):\n"
+        "    assert call.caller == call['caller']\n"
+        "    cti.open_request_form(op=call.operator.login, team=call.operator['team'],\n"
+        "                          ext=call.operator.extension, q=call.queue, t=call.trigger)\n",
+    )
+    outcome = run(path)
+    assert outcome.error is None
+    assert outcome.opened[0]["fields"] == {
+        "op": "ivanov", "team": "Первая линия", "ext": "101", "q": "support", "t": "answer"
+    }  # fmt: skip
+
+
+def test_exception_is_reported_at_the_rules_line_and_a_plain_form_is_sent(tmp_path: Path) -> None:
+    path = rule(tmp_path, "def on_call(call, cti):\n    x = 1\n    return 1 / 0\n")
+    outcome = run(path)
+    assert outcome.error is not None
+    assert f"{path}:3" in outcome.error and "ZeroDivisionError" in outcome.error
+    assert outcome.opened == [
+        {"type": "request_form", "fields": {"phone": "+79161234567", "caller_name": "Иван Петров"}}
+    ]
+
+
+@pytest.mark.timeout(20)
+def test_a_rule_looping_forever_times_out_is_stopped_and_the_next_call_runs(
+    tmp_path: Path,
+) -> None:
+    path = rule(
+        tmp_path,
+        "def on_call(call, cti):\n"
+        "    if call.caller == 'loop':\n"
+        "        while True:\n"
+        "            pass\n"
+        "    cti.open_request_form(ok=True)\n",
+    )
+    runner = RuleRunner(path, 0.3, find, workers=1)
+
+    async def both() -> tuple[Any, Any]:
+        first = await runner.run({**CALL, "caller": "loop"}, OPERATOR)
+        second = await runner.run(CALL, OPERATOR)
+        return first, second
+
+    try:
+        first, second = asyncio.run(both())
+    finally:
+        runner.close()
+    assert first.error is not None and "did not finish within 0.3 s" in first.error
+    assert f"{path}:" in first.error
+    assert first.opened[0]["type"] == "request_form"
+    # the looping thread was interrupted, so the single worker was free for the next call
+    assert second.error is None
+    assert second.opened == [{"type": "request_form", "fields": {"ok": True}}]
+
+
+def test_rule_without_on_call_or_broken_at_import_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match="defines no on_call"):
+        compile_rule(rule(tmp_path, "x = 1\n"))
+    with pytest.raises(RuleError, match=r"rule.py:2: NameError"):
+        compile_rule(rule(tmp_path, "import os\nundefined_name\n"))
+
+
+def test_changed_rule_is_reloaded_and_a_broken_edit_keeps_the_old_one(tmp_path: Path) -> None:
+    path = rule(tmp_path, "def on_call(call, cti):\n    cti.open_request_form(v=1)\n")
+    runner = RuleRunner(path, 2.0, find)
+    try:
+        path.write_text("def on_call(call, cti):\n    cti.open_request_form(v=2)\n")
+        assert runner.reload_if_changed() is None
+        assert asyncio.run(runner.run(CALL, OPERATOR)).opened[0]["fields"] == {"v": 2}
+        path.write_text("def on_call(call, cti)\n    pass\n")
+        problem = runner.reload_if_changed()
+        assert problem is not None and "rule.py:1" in problem and "previous version" in problem
+        assert asyncio.run(runner.run(CALL, OPERATOR)).opened[0]["fields"] == {"v": 2}
+    finally:
+        runner.close()
+
+
+def test_what_a_rule_opens_is_made_json_safe(tmp_path: Path) -> None:
+    path = rule(
+        tmp_path,
+        "import datetime\n"
+        "def on_call(call, cti):\n"
+        "    cti.open_request_form(when=datetime.date(2026, 12, 1), tags=('a', 'б'))\n",
+    )
+    assert run(path).opened[0]["fields"] == {"when": "2026-12-01", "tags": ["a", "б"]}
