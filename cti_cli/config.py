@@ -133,6 +133,7 @@ class AgentConfig(_Block):
     """The `cti agent` service: where it listens, keeps its outbox, and how long pops live."""
 
     listen: str = Field(default="127.0.0.1:9377", pattern=r"^\[?[^\s/]*\]?:\d{1,5}$")
+    admin_listen: str | None = Field(default=None, pattern=r"^\[?[^\s/]*\]?:\d{1,5}$")
     state_dir: str | None = None
     pop_ttl: float = Field(default=60.0, gt=0)
     pbx: str | None = None  # this PBX's name in delivery keys; default server.host
@@ -386,6 +387,7 @@ _ALLOWED: dict[str, str] = {
     "rule.trigger": 'must be "ring" or "answer"',
     "rule.timeout": "must be a number of seconds, more than 0 and at most 60",
     "agent.listen": 'must be HOST:PORT, e.g. "127.0.0.1:9377"',
+    "agent.admin_listen": 'must be HOST:PORT, e.g. "127.0.0.1:9378"',
     "agent.pop_ttl": "must be a number of seconds, more than 0",
     "directory.region": 'must be a two-letter country code like "RU"',
     "webhooks.*.url": "must be an http:// or https:// URL",

@@ -250,7 +250,7 @@ class Lab:
         self._save()
 
     def phone(self, ext: str, mode: str = "answer", *, answer_after: float = 1.0) -> None:
-        """Restart operator `ext`'s SIPp phone in mode answer | noanswer | busy."""
+        """Restart operator `ext`'s SIPp phone in mode answer | noanswer | busy | decline."""
         if ext not in PHONES:
             raise ValueError(f"phone {ext!r} unknown; the lab has {', '.join(PHONES)}")
         old = self.phones[ext]

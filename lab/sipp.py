@@ -17,7 +17,7 @@ from lab.ports import free_udp_port
 from lab.procs import cmdline_has, spawn, stop_pid
 from lab.render import SIPP, render_file
 
-PHONE_MODES = ("answer", "noanswer", "busy")
+PHONE_MODES = ("answer", "noanswer", "busy", "decline")
 PCAP_CANDIDATES = ("/usr/share/sip-tester/g711a.pcap", "/usr/share/sipp/pcap/g711a.pcap")
 
 

@@ -28,7 +28,15 @@ from typing import Any
 
 from cti_cli import config as cfg
 from cti_cli.agent.directory import Directory, DirectoryError, normalize_number, open_directory
-from cti_cli.agent.http import HttpServer, Request, Response, json_response, parse_listen
+from cti_cli.agent.http import (
+    Handler,
+    HttpServer,
+    Request,
+    Response,
+    json_response,
+    parse_listen,
+)
+from cti_cli.agent.metrics import CONTENT_TYPE, AgentMetrics, webhook_label
 from cti_cli.agent.pops import Lifecycle, Operator, PopPlanner, PopRequest, operators_by_extension
 from cti_cli.agent.rule import RuleRunner
 from cti_cli.ami.client import AMIClient
@@ -41,6 +49,7 @@ from cti_cli.ami.reconnect import (
 from cti_cli.calls import CallEvent, CallTracker
 from cti_cli.notify.outbox import Item, Outbox
 from cti_cli.notify.webhook import DeliveryResult, WebhookDeliverer, safe_url
+from cti_cli.notify.zammad import ZammadMapper, zammad_action
 from cti_cli.rules import RuleError, effective_rule
 
 log = logging.getLogger("cti.agent")
@@ -107,15 +116,17 @@ class Agent:
         self.install_signals = install_signals
         self.pbx = config.agent.pbx or config.server.host or "pbx"
         self.tracker = CallTracker(config.calls.extension_pattern)
-        self.planner = PopPlanner(
-            operators_by_extension(config.teams), config.rule.trigger, self.pbx
-        )
+        owners = operators_by_extension(config.teams)
+        self.planner = PopPlanner(owners, config.rule.trigger, self.pbx)
+        self.zammad = ZammadMapper(owners, self.pbx)
         self.directory: Directory | None = None
         self.runner: RuleRunner | None = None
         self.outbox: Outbox | None = None
         self.deliverers: dict[str, WebhookDeliverer] = {}
         self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
-        self._webhooks: dict[str, cfg.Webhook] = {}
+        self._webhooks: dict[str, cfg.Webhook] = {}  # url → hook, every format
+        self._labels: dict[str, str] = {}  # url → metrics label
+        self._shown: dict[str, str] = {}  # url → how logs name it (no token)
         self._building: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._reconnect = asyncio.Event()
@@ -127,9 +138,13 @@ class Agent:
         self.connected = False
         self.ami_error: str | None = None
         self.last_outcome: dict[str, str] = {}
-        self.counts: dict[str, int] = {}
         self.http: HttpServer | None = None
         self.http_address: tuple[str, int] | None = None
+        self.admin_http: HttpServer | None = None
+        self.admin_address: tuple[str, int] | None = None
+        self.metrics = AgentMetrics(
+            lambda: self.connected, self.planner.active, self._outbox_depths
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,6 +198,8 @@ class Agent:
                 await task
         if self.http is not None:
             await self.http.close()
+        if self.admin_http is not None:
+            await self.admin_http.close()
         if self.runner is not None:
             self.runner.close()
         if self.outbox is not None:
@@ -241,22 +258,24 @@ class Agent:
             jitter=0.2,
         )
         self._client = client
-        feed = self.tracker.feed
         handle = self._handle
+        counts = self.metrics.events
         async for event in client.events():
             if self._stopping.is_set():
                 break
-            for call_event in feed(event):
+            name = event.get("Event", "")
+            counts[name] = counts.get(name, 0) + 1
+            for call_event in self.tracker.feed(event):
                 handle(call_event)
 
     def _on_state(self, state: ConnectionState) -> None:
         if state.state == "connected":
             self.connected = True
             self.ami_error = None
-            self._count("ami_logins")
+            self.metrics.logins.inc()
         elif state.state in ("error", "reconnecting", "closed"):
             if self.connected:
-                self._count("ami_reconnects")
+                self.metrics.reconnects.inc()
             self.connected = False
             if state.error:
                 self.ami_error = state.error
@@ -280,9 +299,14 @@ class Agent:
 
     def _handle(self, event: CallEvent) -> None:
         plan = self.planner.plan(event)
-        if not plan.lifecycle and not plan.pops:
+        zammad = self.zammad.feed(event) if self._zammad_targets else []
+        if not plan.lifecycle and not plan.pops and not zammad:
             return
         now = self.clock()
+        if zammad and self.outbox is not None:
+            for item in zammad:
+                self.outbox.put(self._zammad_targets, item.key, item.call_id, item.event,
+                                item.body, now=now, expires_at=now + LIFECYCLE_TTL)  # fmt: skip
         for life in plan.lifecycle:
             self._put_lifecycle(life, now)
         for pop in plan.pops:
@@ -291,7 +315,21 @@ class Agent:
             deliverer.wake()
 
     def _targets(self, event: str) -> list[str]:
-        return [url for url, hook in self._webhooks.items() if hook.wants(event)]
+        """JSON webhooks that take `event`."""
+        return [
+            url
+            for url, hook in self._webhooks.items()
+            if hook.format == "json" and hook.wants(event)
+        ]
+
+    @property
+    def _zammad_targets(self) -> list[str]:
+        return [url for url, hook in self._webhooks.items() if hook.format == "zammad"]
+
+    def _outbox_depths(self) -> dict[str, int]:
+        if self.outbox is None:
+            return {}
+        return {label: self.outbox.depth(url) for url, label in self._labels.items()}
 
     def _put_lifecycle(self, life: Lifecycle, now: float) -> None:
         targets = self._targets(life.event)
@@ -332,10 +370,12 @@ class Agent:
 
             opened, error = plain_form(call), "no rule loaded"
         else:
+            started = time.perf_counter()
             outcome = await runner.run(call, pop.operator)
+            self.metrics.rule_seconds.observe(time.perf_counter() - started)
             opened, error = outcome.opened, outcome.error
         if error:
-            self._count("pops_rule_error")
+            self.metrics.pops.labels("rule_error").inc()
             log.warning("rule: %s", error)
         body = {
             "event": "screen_pop",
@@ -381,13 +421,9 @@ class Agent:
     def _setup_webhooks(self, config: cfg.Config) -> None:
         wanted: dict[str, cfg.Webhook] = {}
         for hook in config.webhooks:
-            if hook.format != "json":
-                log.warning("webhook %s: format %r is not supported yet; skipped",
-                            safe_url(hook.url), hook.format)  # fmt: skip
-                continue
             if hook.url in wanted:
                 log.warning("webhook %s is listed twice; the first entry is used",
-                            safe_url(hook.url))  # fmt: skip
+                            webhook_label(hook.url))  # fmt: skip
                 continue
             wanted[hook.url] = hook
         if wanted == self._webhooks:
@@ -397,6 +433,11 @@ class Agent:
                 self.deliverers.pop(url).stop()
                 self._delivery_tasks.pop(url).cancel()
         self._webhooks = wanted
+        self._labels = {url: webhook_label(url) for url in wanted}
+        self._shown = {
+            url: safe_url(url) if hook.format == "json" else webhook_label(url)
+            for url, hook in wanted.items()
+        }
         assert self.outbox is not None
         for url, hook in wanted.items():
             if url in self.deliverers:
@@ -409,8 +450,16 @@ class Agent:
 
     def _delivered(self, result: DeliveryResult) -> None:
         self.last_outcome[result.target] = result.outcome
-        self._count(f"{result.event}:{result.outcome}")
-        url = safe_url(result.target)
+        label = self._labels.get(result.target, "?")
+        self.metrics.deliveries.labels(label, result.event, result.outcome).inc()
+        if result.status is not None:
+            self.metrics.latency.labels(label).observe(result.latency)
+        if result.event == "screen_pop" and result.outcome != "retry":
+            self.metrics.pops.labels(result.outcome).inc()
+        url = self._shown.get(result.target, "?")
+        if result.event.startswith("zammad.") and (action := zammad_action(result.answer)):
+            log.info("%s %s → %s: Zammad answered action %r (Zammad acts on it itself; cti "
+                     "does not control the call)", result.event, result.key, url, action)
         if result.outcome == "delivered":
             log.debug("%s %s → %s (%.1f ms)", result.event, result.key, url,
                       result.latency * 1000)  # fmt: skip
@@ -437,8 +486,10 @@ class Agent:
                 self.outbox.prune(now=now)
 
     def _expired(self, item: Item) -> None:
-        self._count(f"{item.event}:expired")
-        log.warning("%s %s → %s expired undelivered", item.event, item.key, safe_url(item.target))
+        if item.event == "screen_pop":
+            self.metrics.pops.labels("expired").inc()
+        shown = self._shown.get(item.target, "?")
+        log.warning("%s %s → %s expired undelivered", item.event, item.key, shown)
 
     # ------------------------------------------------------------------ config
 
@@ -467,7 +518,9 @@ class Agent:
         if new == old:
             return
         log.info("config reloaded from %s", self.config_path)
-        self.planner.configure(operators_by_extension(new.teams), new.rule.trigger)
+        owners = operators_by_extension(new.teams)
+        self.planner.configure(owners, new.rule.trigger)
+        self.zammad.owners = owners
         if new.rule != old.rule:
             self._setup_rule(new)
         if new.directory != old.directory:
@@ -484,9 +537,8 @@ class Agent:
             if not new.enabled:
                 log.info("integration disabled: closing the AMI connection")
             self._reconnect.set()
-        if new.agent.listen != old.agent.listen:
-            log.warning("agent.listen changed; restart the agent to listen on %s",
-                        new.agent.listen)  # fmt: skip
+        if (new.agent.listen, new.agent.admin_listen) != (old.agent.listen, old.agent.admin_listen):
+            log.warning("agent.listen / admin_listen changed; restart the agent to use them")
 
     def _setup_rule(self, config: cfg.Config) -> None:
         path = effective_rule(config.rule.script)
@@ -522,10 +574,18 @@ class Agent:
     # ------------------------------------------------------------------ health
 
     async def _start_http(self, config: cfg.Config) -> None:
+        admin: dict[str, Handler] = {"/healthz": self._healthz, "/metrics": self._metrics}
+        main: dict[str, Handler] = {} if config.agent.admin_listen else dict(admin)
         host, port = parse_listen(config.agent.listen)
-        self.http = HttpServer({"/healthz": self._healthz})
+        self.http = HttpServer(main)
         self.http_address = await self.http.start(host, port)
-        log.info("listening on http://%s:%d (/healthz)", *self.http_address)
+        log.info("listening on http://%s:%d%s", *self.http_address,
+                 "" if config.agent.admin_listen else " (/healthz, /metrics)")  # fmt: skip
+        if config.agent.admin_listen:
+            host, port = parse_listen(config.agent.admin_listen)
+            self.admin_http = HttpServer(admin)
+            self.admin_address = await self.admin_http.start(host, port)
+            log.info("admin endpoints on http://%s:%d (/healthz, /metrics)", *self.admin_address)
 
     def health(self) -> dict[str, Any]:
         reason = None
@@ -536,9 +596,8 @@ class Agent:
         else:
             failing = [t for t, o in self.last_outcome.items() if o == "retry"]
             if failing:
-                reason = (
-                    f"webhook {safe_url(failing[0])} is failing; deliveries wait in the outbox"
-                )
+                shown = self._shown.get(failing[0], "?")
+                reason = f"webhook {shown} is failing; deliveries wait in the outbox"
         depth = self.outbox.depth() if self.outbox is not None else 0
         return {
             "status": "ok" if reason is None else "degraded",
@@ -548,15 +607,15 @@ class Agent:
                     f"{self.config.server.port}"},
             "active_calls": self.planner.active(),
             "outbox": {"pending": depth},
-            "counts": dict(self.counts),
         }  # fmt: skip
 
     async def _healthz(self, request: Request) -> Response:
         data = self.health()
         return json_response(data, 200 if data["status"] == "ok" else 503)
 
-    def _count(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
+    async def _metrics(self, request: Request) -> Response:
+        return Response(200, self.metrics.render(), CONTENT_TYPE)
+
 
 
 class StateDirBusy(Exception):

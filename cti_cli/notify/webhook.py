@@ -64,6 +64,7 @@ class DeliveryResult:
     status: int | None
     latency: float  # seconds, request sent → answer (0 when nothing was sent)
     error: str | None
+    answer: bytes = b""  # the start of a 2xx answer's body (Zammad may say "reject")
 
 
 def safe_url(url: str) -> str:
@@ -73,6 +74,17 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<invalid URL>"
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def host_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: for logs and labels where even the path is secret."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def clean_text(raw: bytes | str, limit: int = REASON_CHARS) -> str:
@@ -142,7 +154,8 @@ class WebhookDeliverer:
         self.outbox = outbox
         self.target = target
         self.url = webhook.url
-        self.shown_url = safe_url(webhook.url)
+        # Zammad's endpoint carries its token in the path: show only where it goes
+        self.shown_url = safe_url(webhook.url) if webhook.format == "json" else host_of(webhook.url)
         self._user_agent = f"cti/{pbx_agent_version}"
         self._clock = clock
         self._client = client
@@ -327,7 +340,7 @@ class WebhookDeliverer:
         if 200 <= status < 300:
             self._failures = 0
             self.outbox.delivered(item.id, now=self._clock())
-            return self._report(item, "delivered", status, latency, None)
+            return self._report(item, "delivered", status, latency, None, answer)
         reason = f"HTTP {status}: {clean_text(answer) or clean_text(phrase)}"
         if 300 <= status < 400:
             where = f" ({safe_url(urljoin(self.url, location))})" if location else ""
@@ -393,8 +406,11 @@ class WebhookDeliverer:
         status: int | None,
         latency: float,
         error: str | None,
+        answer: bytes = b"",
     ) -> DeliveryResult:
-        result = DeliveryResult(self.target, item.key, item.event, outcome, status, latency, error)
+        result = DeliveryResult(
+            self.target, item.key, item.event, outcome, status, latency, error, answer
+        )
         level = logging.WARNING if outcome == "dead" else logging.DEBUG
         if log.isEnabledFor(level):
             log.log(

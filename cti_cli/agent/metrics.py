@@ -1,0 +1,107 @@
+"""The agent's Prometheus metrics (`GET /metrics`), on a registry of its own.
+
+Hot-path counts (AMI events by name) are plain dict increments read at scrape time by a
+collector, so a busy PBX pays nothing for them. Labels carry only event names, outcomes and a
+webhook's name or host — never a secret, a URL path (Zammad's token lives there) or a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cti_cli.notify.webhook import host_of
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+POP_OUTCOMES = ("delivered", "expired", "dead", "rule_error")
+
+
+def webhook_label(url: str) -> str:
+    """A webhook as a label: scheme://host[:port] (no path, no query: either may hold a token)."""
+    return host_of(url)
+
+
+class _Live(Collector):
+    """Values read from the agent when scraped."""
+
+    def __init__(
+        self,
+        events: dict[str, int],
+        connected: Callable[[], bool],
+        active_calls: Callable[[], int],
+        outbox_depth: Callable[[], dict[str, int]],
+    ) -> None:
+        self.events = events
+        self.connected = connected
+        self.active_calls = active_calls
+        self.outbox_depth = outbox_depth
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("cti_ami_connected", "1 while logged in to AMI, else 0")
+        up.add_metric([], 1.0 if self.connected() else 0.0)
+        yield up
+        events = CounterMetricFamily(
+            "cti_ami_events", "AMI events received, by event name", labels=["event"]
+        )
+        for name, count in sorted(self.events.items()):
+            events.add_metric([name], count)
+        yield events
+        calls = GaugeMetricFamily("cti_active_calls", "Calls in progress the agent follows")
+        calls.add_metric([], self.active_calls())
+        yield calls
+        depth = GaugeMetricFamily(
+            "cti_outbox_depth", "Deliveries waiting in the outbox", labels=["webhook"]
+        )
+        for label, count in sorted(self.outbox_depth().items()):
+            depth.add_metric([label], count)
+        yield depth
+
+
+class AgentMetrics:
+    """Everything `/metrics` shows; the agent calls the `record_*` methods."""
+
+    def __init__(
+        self,
+        connected: Callable[[], bool],
+        active_calls: Callable[[], int],
+        outbox_depth: Callable[[], dict[str, int]],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events: dict[str, int] = {}
+        self.registry.register(_Live(self.events, connected, active_calls, outbox_depth))
+        self.logins = Counter(
+            "cti_ami_logins", "Successful AMI logins", registry=self.registry
+        )
+        self.reconnects = Counter(
+            "cti_ami_reconnects", "AMI connections lost after a login", registry=self.registry
+        )
+        self.pops = Counter(
+            "cti_pops", "Screen pops by outcome", ["outcome"], registry=self.registry
+        )
+        for outcome in POP_OUTCOMES:
+            self.pops.labels(outcome)
+        self.deliveries = Counter(
+            "cti_webhook_deliveries",
+            "Webhook requests by event and outcome",
+            ["webhook", "event", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cti_webhook_latency_seconds",
+            "Webhook request time, request sent to answer",
+            ["webhook"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.rule_seconds = Histogram(
+            "cti_rule_seconds",
+            "Time one run of the rule took",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
