@@ -12,9 +12,11 @@ Two views of the same file exist on purpose:
 from __future__ import annotations
 
 import difflib
+import fcntl
 import os
 import stat
 import tempfile
+import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -64,6 +66,7 @@ class ServerConfig(_Block):
     port: int = Field(default=5038, ge=1, le=65535, strict=False)
     login: str = ""
     password: SecretStr = SecretStr("")
+    password_file: str | None = None  # e.g. systemd LoadCredential: read at start, wins
     tls: Flag = False
     cafile: str | None = None
     auth: Literal["md5", "plain"] = "md5"
@@ -137,6 +140,22 @@ class AgentConfig(_Block):
     state_dir: str | None = None
     pop_ttl: float = Field(default=60.0, gt=0)
     pbx: str | None = None  # this PBX's name in delivery keys; default server.host
+    # where operators reach the agent (reverse proxy); default http://<listen>
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+
+
+class DeskConfig(_Block):
+    """Service-desk links on operator pages: `{employee[id]}`, `{call[caller_e164]}`, …"""
+
+    card_url: str | None = None
+    form_url: str | None = None
+
+    @field_validator("card_url", "form_url")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        from cti_cli.agent.desk_links import check_template
+
+        return None if value is None else check_template(value)
 
 
 class CdrConfig(_Block):
@@ -156,6 +175,7 @@ WEBHOOK_EVENTS = ("screen_pop", "call.ringing", "call.answered", "call.transferr
 class Webhook(_Block):
     url: str = Field(pattern=r"^https?://\S+$")
     secret: SecretStr = SecretStr("")
+    secret_file: str | None = None  # read at start, wins over `secret`
     format: Literal["json", "zammad"] = "json"
     events: list[str] | None = None  # None: every event
     timeout: float = Field(default=5.0, gt=0, le=120)
@@ -194,6 +214,7 @@ class Config(_Block):
     webhooks: list[Webhook] = Field(default_factory=list)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    desk: DeskConfig = Field(default_factory=DeskConfig)
     status: Status = Field(default_factory=Status)
 
     def incomplete(self) -> list[str]:
@@ -253,7 +274,56 @@ class _EnvOverlay(BaseSettings, Config):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
+        return (_FileThenEnv(settings_cls, init_settings, env_settings),)
+
+
+class _FileThenEnv(PydanticBaseSettingsSource):
+    """The file's data with the environment laid over it, list items included:
+    `CTI_WEBHOOKS__0__SECRET` patches the first `[[webhooks]]` of the file (systemd gives
+    secrets per item), where pydantic-settings alone would replace the whole list."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        file: PydanticBaseSettingsSource,
+        env: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self.file = file
+        self.env = env
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _overlay(self.file(), self.env(), "CTI")
+
+
+def _overlay(base: dict[str, Any], env: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in env.items():
+        name = f"{where}_{key.upper()}" if where == "CTI" else f"{where}__{key.upper()}"
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, list) and all(k.isdigit() for k in value):
+            items = list(old)
+            for index, patch in value.items():
+                i = int(index)
+                if i >= len(items):
+                    raise ConfigError([
+                        f"environment {name}__{index}: the config file lists {len(items)} "
+                        f"{key} (numbered from 0); add that entry to the file first"
+                    ])  # fmt: skip
+                item = items[i]
+                if isinstance(patch, dict) and isinstance(item, dict):
+                    items[i] = _overlay(item, patch, f"{name}__{index}")
+                else:
+                    items[i] = patch
+            out[key] = items
+        elif isinstance(value, dict) and isinstance(old, dict):
+            out[key] = _overlay(old, value, name)
+        else:
+            out[key] = value
+    return out
 
 
 # ---------------------------------------------------------------- paths
@@ -300,8 +370,56 @@ def load_file(path: Path) -> Config:
 
 
 def load(path: Path) -> Config:
-    """The effective config: the file overlaid with `CTI_*` environment variables."""
-    return _validate(path, lambda data: _EnvOverlay(**data), _read_toml(path))
+    """The effective config: the file overlaid with `CTI_*` environment variables, and the
+    secrets that `*_file` keys point at read in."""
+    config = _validate(path, lambda data: _EnvOverlay(**data), _read_toml(path))
+    resolve_secret_files(config, path.name)
+    return config
+
+
+SECRET_FILE_LIMIT = 64 * 1024
+
+
+def read_secret_file(raw: str, key: str, filename: str) -> str:
+    """A secret kept in its own file (systemd credentials): `${CREDENTIALS_DIRECTORY}` and `~`
+    expanded, one value, the trailing newline dropped; ConfigError naming the key if unusable."""
+    import stat as _stat
+
+    secret_path = Path(os.path.expandvars(raw)).expanduser()
+    try:
+        fd = os.open(secret_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(
+            [f"{filename}: {key}: cannot read {secret_path}: {exc.strerror}; fix the path"]
+        ) from None
+    try:
+        if not _stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError([f"{filename}: {key}: {secret_path} is not a regular file"])
+        data = os.read(fd, SECRET_FILE_LIMIT + 1)
+    finally:
+        os.close(fd)
+    if len(data) > SECRET_FILE_LIMIT:
+        raise ConfigError([f"{filename}: {key}: {secret_path} is larger than 64 KiB"])
+    try:
+        text = data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ConfigError([f"{filename}: {key}: {secret_path} is not UTF-8 text"]) from None
+    if not text or any(c in text for c in "\r\n"):
+        raise ConfigError(
+            [f"{filename}: {key}: {secret_path} must hold one line (the secret), not empty"]
+        )
+    return text
+
+
+def resolve_secret_files(config: Config, filename: str) -> None:
+    """Fill `server.password` and `webhooks[n].secret` from their `*_file` twins."""
+    if config.server.password_file:
+        value = read_secret_file(config.server.password_file, "server.password_file", filename)
+        config.server.password = SecretStr(value)
+    for index, hook in enumerate(config.webhooks):
+        if hook.secret_file:
+            key = f"webhooks[{index}].secret_file"
+            hook.secret = SecretStr(read_secret_file(hook.secret_file, key, filename))
 
 
 def with_environment(config: Config) -> Config:
@@ -343,9 +461,17 @@ def to_toml_dict(config: Config) -> dict[str, Any]:
     return data
 
 
+def write_target(path: Path) -> Path:
+    """Where saving `path` really writes: a symlinked config (`/etc/cti/cti.toml` -> a file
+    kept elsewhere) is written through to its target, so the link stays a link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def save(path: Path, config: Config) -> None:
-    """Write atomically: a 0600 temp file in the same folder, fsync, rename over the old one."""
+    """Write atomically: a 0600 temp file in the same folder, fsync, rename over the old one
+    (through a symlink: in the target's folder, over the target)."""
     text = tomli_w.dumps(to_toml_dict(config))
+    path = write_target(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -365,6 +491,56 @@ def save(path: Path, config: Config) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+class ConfigLocked(ConfigError):
+    """Another command holds the config's edit lock for longer than we wait."""
+
+
+class EditLock:
+    """Held from reading the config for an edit to saving it, so that two commands changing it
+    at once (two `cti teams member` loops) cannot lose each other's update. An exclusive
+    `flock` on a sibling lock file (`.cti.toml.lock`); released by `release()` or exit."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self._fd: int | None = fd
+        self.path = path
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the file drops the flock
+
+    def __enter__(self) -> EditLock:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.release()
+
+
+def lock_for_edit(path: Path, wait: float = 30.0) -> EditLock:
+    """Take the edit lock of the config at `path`, waiting up to `wait` seconds for another
+    command to finish its edit; `ConfigLocked` after that, `OSError` if it cannot be made."""
+    path = write_target(path)  # every name of one config file takes the same lock
+    lock_path = path.parent / f".{path.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return EditLock(fd, lock_path)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise ConfigLocked([
+                    f"{path}: another cti command has been changing it for {wait:g} s "
+                    f"(it holds {lock_path}); try again when it is done"
+                ]) from None  # fmt: skip
+            time.sleep(0.02)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 class _suppress_os_error:
@@ -389,6 +565,7 @@ _ALLOWED: dict[str, str] = {
     "agent.listen": 'must be HOST:PORT, e.g. "127.0.0.1:9377"',
     "agent.admin_listen": 'must be HOST:PORT, e.g. "127.0.0.1:9378"',
     "agent.pop_ttl": "must be a number of seconds, more than 0",
+    "agent.public_url": "must be an http:// or https:// URL without ?query or #fragment",
     "directory.region": 'must be a two-letter country code like "RU"',
     "webhooks.*.url": "must be an http:// or https:// URL",
     "webhooks.*.format": 'must be "json" or "zammad"',

@@ -49,7 +49,7 @@ class Zammad:
         zammad = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 code, answer = zammad.handle(self.path, self.headers.get("Content-Type", ""), body)
                 data = json.dumps(answer).encode()
@@ -195,3 +195,54 @@ def test_zammad_gets_its_own_events_with_the_right_causes_and_prometheus_counts_
     assert "cti_rule_seconds" in families and "cti_outbox_depth" in families
     for secret in (TOKEN, SECRET, lab.info.ami_secret, "79165550201"):
         assert secret not in metrics
+
+
+def _cti(config: Path, *args: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "cti_cli", "--config", str(config), *args],
+        capture_output=True, text=True, encoding="utf-8", timeout=30, check=False,
+    )  # fmt: skip
+
+
+def test_outbox_commands_on_an_outbox_a_refusing_receiver_filled(
+    lab: Any, tmp_path: Path
+) -> None:
+    refusing = True
+    receiver = Receiver(status=lambda hit: 410 if refusing else 200).start()
+    data = lab_config(lab, tmp_path, receiver.url)
+    agent = start_agent(tmp_path, data)
+    config = tmp_path / "cti.toml"
+    caller = "+79165550301"
+    try:
+        phones(lab)
+        lab.call("101", caller=caller, caller_name="Иван Петров", talk=0.5)
+        finish(lab)
+        agent.wait_log("call.ended")
+        listed = _cti(config, "outbox", "list", "--dead", "--json")
+        assert listed.returncode == 0, listed.stderr
+        dead = [json.loads(line) for line in listed.stdout.splitlines()]
+        events = [row["event"] for row in dead]
+        assert "screen_pop" in events and events[-1] == "call.ended"
+        assert all("HTTP 410" in row["last_error"] for row in dead)
+        assert {row["webhook"] for row in dead} == {f"http://127.0.0.1:{receiver.port}"}
+        human = _cti(config, "outbox", "list", "--dead")
+        assert "HTTP 410" in human.stdout and "screen_pop" in human.stdout
+        shown = _cti(config, "outbox", "show", str(dead[0]["id"]))
+        assert json.loads(shown.stdout)["body"]["caller"] == caller
+        assert _cti(config, "outbox", "list").stdout.strip() == "no pending deliveries"
+
+        refusing = False
+        again = _cti(config, "outbox", "retry", "--dead")
+        assert again.returncode == 0 and f"{len(dead)} deliveries queued again" in again.stdout
+        receiver.wait(lambda: receiver.of("call.ended", caller=caller), 10, "retried call.ended")
+        got = [h.event for h in receiver.accepted]
+        assert got == events, "retried in the original order"
+        assert _cti(config, "outbox", "list", "--dead").stdout.strip() == "no dead deliveries"
+        missing = _cti(config, "outbox", "retry", "999999")
+        assert missing.returncode == 2 and "not a dead or expired delivery" in missing.stderr
+    finally:
+        agent.terminate()
+        receiver.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -21,14 +22,36 @@ class SafeFormatter(logging.Formatter):
         return line
 
 
-def setup(level: int = logging.INFO) -> None:
-    """Route the `cti.*` loggers to stderr (idempotent)."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (journald, Loki): time, level, logger, message, and the
+    record's `event` / `call_id` when the agent attached them (`extra=`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("event", "call_id", "operator"):
+            value = getattr(record, key, None)
+            if value is not None:
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        # JSON escapes every control character itself; keep UTF-8 readable
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup(level: int = logging.INFO, fmt: str = "text") -> None:
+    """Route the `cti.*` loggers to stderr (idempotent); `fmt` is "text" or "json"."""
     root = logging.getLogger("cti")
     for handler in list(root.handlers):
         if getattr(handler, "_cti", False):
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else SafeFormatter())
     handler._cti = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)

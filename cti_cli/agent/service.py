@@ -37,6 +37,7 @@ from cti_cli.agent.http import (
     parse_listen,
 )
 from cti_cli.agent.metrics import CONTENT_TYPE, AgentMetrics, webhook_label
+from cti_cli.agent.pages import OperatorPages
 from cti_cli.agent.pops import Lifecycle, Operator, PopPlanner, PopRequest, operators_by_extension
 from cti_cli.agent.rule import RuleRunner
 from cti_cli.ami.client import AMIClient
@@ -61,6 +62,9 @@ PRUNE_EVERY = 3600.0
 
 
 def default_state_dir() -> Path:
+    """systemd's StateDirectory (`$STATE_DIRECTORY`), else `$XDG_STATE_HOME/cti`."""
+    if systemd := os.environ.get("STATE_DIRECTORY"):
+        return Path(systemd.split(":")[0])
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "cti"
 
@@ -140,6 +144,7 @@ class Agent:
         self.last_outcome: dict[str, str] = {}
         self.http: HttpServer | None = None
         self.http_address: tuple[str, int] | None = None
+        self.pages = OperatorPages(state_dir(config), lambda: self.config, clock=clock)
         self.admin_http: HttpServer | None = None
         self.admin_address: tuple[str, int] | None = None
         self.metrics = AgentMetrics(
@@ -298,6 +303,7 @@ class Agent:
     # ------------------------------------------------------------------ calls → outbox
 
     def _handle(self, event: CallEvent) -> None:
+        self.pages.call_event(event, self.planner.owners)  # operator pages: history
         plan = self.planner.plan(event)
         zammad = self.zammad.feed(event) if self._zammad_targets else []
         if not plan.lifecycle and not plan.pops and not zammad:
@@ -388,7 +394,10 @@ class Agent:
             "open": opened,
         }  # fmt: skip
         log.info("pop → %s (%s, %s) for %s %s", pop.operator.login, pop.operator.extension,
-                 pop.trigger, call.get("caller") or "unknown caller", call.get("caller_name") or "")
+                 pop.trigger, call.get("caller") or "unknown caller", call.get("caller_name") or "",
+                 extra={"event": "screen_pop", "call_id": call["call_id"],
+                        "operator": pop.operator.login})  # fmt: skip
+        self.pages.publish_pop(body)  # the operator's own page, webhooks or not
         if self.outbox is not None and self._targets("screen_pop"):
             self.outbox.finish(pop.key, call["call_id"], _dumps(body))
             for deliverer in self.deliverers.values():
@@ -576,6 +585,7 @@ class Agent:
     async def _start_http(self, config: cfg.Config) -> None:
         admin: dict[str, Handler] = {"/healthz": self._healthz, "/metrics": self._metrics}
         main: dict[str, Handler] = {} if config.agent.admin_listen else dict(admin)
+        main.update(self.pages.routes())  # /operator pages (cti operator link)
         host, port = parse_listen(config.agent.listen)
         self.http = HttpServer(main)
         self.http_address = await self.http.start(host, port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 import logging
 from typing import Annotated
@@ -13,12 +14,21 @@ from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, fail, load_config, state
 
 
+class LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def agent(
     ctx: typer.Context,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log every delivery, not only problems.")
     ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option("--log-format", help="text (default) or json lines for journald/Loki."),
+    ] = LogFormat.text,
 ) -> None:
     """Run the service: follow calls, run the rule, deliver screen pops and call events."""
     from cti_cli.agent import logs
@@ -26,7 +36,7 @@ def agent(
     from cti_cli.notify.outbox import OutboxError
 
     config = load_config(ctx)
-    logs.setup(logging.DEBUG if verbose else logging.INFO)
+    logs.setup(logging.DEBUG if verbose else logging.INFO, log_format.value)
     service = Agent(state(ctx).config_path, config)
     try:
         code = asyncio.run(service.run())

@@ -52,6 +52,7 @@ def _register() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
     from cti_cli.cli import (  # noqa: F401
         agent_cmd,
+        outbox_cmd,
         configure,
         records,
         replay,

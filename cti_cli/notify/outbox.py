@@ -370,6 +370,76 @@ class Outbox:
                 counts[state] = int(count)
         return counts
 
+    # ------------------------------------------------------------ admin (`cti outbox`)
+
+    def rows(
+        self, states: Collection[str] = ("pending",), *, limit: int = 200
+    ) -> list[dict[str, object]]:
+        """Rows in these states, oldest first, as plain data for listing (no body)."""
+        marks = ", ".join("?" for _ in states)
+        with self._guard() as db:
+            cursor = db.execute(
+                "SELECT id, target, key, grp, event, state, attempts, created, next_at,"
+                " expires_at, last_error, body IS NULL FROM items"
+                f" WHERE state IN ({marks}) ORDER BY id LIMIT ?",
+                (*states, limit),
+            )
+            names = [d[0] for d in cursor.description]
+            names[-1] = "building"
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def row(self, item_id: int) -> dict[str, object] | None:
+        """One row, body and intent included."""
+        with self._guard() as db:
+            cursor = db.execute("SELECT * FROM items WHERE id = ?", (item_id,))
+            found = cursor.fetchone()
+            if found is None:
+                return None
+            return dict(zip([d[0] for d in cursor.description], found, strict=True))
+
+    def requeue(self, item_ids: Collection[int] | None, *, now: float) -> int:
+        """Dead (or expired) rows back to pending, due now; `None` = every dead row. Each group's
+        head is recomputed so order within a call still holds. Returns how many."""
+        with self._write() as db:
+            if item_ids is None:
+                found = db.execute(
+                    "SELECT id, target, grp FROM items WHERE state = 'dead'"
+                ).fetchall()
+            else:
+                marks = ", ".join("?" for _ in item_ids)
+                found = db.execute(
+                    f"SELECT id, target, grp FROM items WHERE id IN ({marks})"
+                    " AND state IN ('dead', 'expired')",
+                    tuple(item_ids),
+                ).fetchall()
+            for item_id, _target, _group in found:
+                db.execute(
+                    "UPDATE items SET state = 'pending', head = 0, next_at = ?, attempts = 0,"
+                    " finished_at = NULL, expires_at = MAX(expires_at, ?) WHERE id = ?",
+                    (now, now + 3600, item_id),
+                )
+            for target, group in {(t, g) for _i, t, g in found}:
+                db.execute(
+                    "UPDATE items SET head = 0 WHERE target = ? AND grp = ? AND state = 'pending'",
+                    (target, group),
+                )
+                self._ensure_head(db, target, group)
+        return len(found)
+
+    def purge(self, state: str) -> int:
+        """Delete every row in `state` (dead or expired letters the admin gave up on)."""
+        if state not in ("dead", "expired", "delivered"):
+            raise ValueError(f"cannot purge {state!r} rows")
+        with self._write() as db:
+            return db.execute("DELETE FROM items WHERE state = ?", (state,)).rowcount
+
+    def oldest_pending(self) -> float | None:
+        with self._guard() as db:
+            value = db.execute(
+                "SELECT MIN(created) FROM items WHERE state = 'pending'"
+            ).fetchone()[0]
+        return None if value is None else float(value)
+
     def status(self, item_id: int) -> tuple[str, str | None, int] | None:
         """(state, last_error, attempts) of one row, for logs, tools and tests."""
         with self._guard() as db:

@@ -133,6 +133,9 @@ async def _read_some(response: httpx.Response) -> bytes:
     return b"".join(chunks)[:_READ_LIMIT]
 
 
+POLL_SECONDS = 2.0
+
+
 class WebhookDeliverer:
     def __init__(
         self,
@@ -252,7 +255,9 @@ class WebhookDeliverer:
         if len(self._inflight) >= self._concurrency:
             return None
         next_at = self.outbox.next_due_at(self.target, exclude_groups=self._inflight.keys())
-        return None if next_at is None else next_at - self._clock()
+        # look again at least every POLL_SECONDS: `cti outbox retry` writes from another process
+        wait = POLL_SECONDS if next_at is None else next_at - self._clock()
+        return min(wait, POLL_SECONDS)
 
     def _reap(self) -> None:
         for group, task in list(self._inflight.items()):
