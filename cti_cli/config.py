@@ -34,6 +34,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cti_cli.files import read_small
+
 DEFAULT_RECORDINGS_DIR = Path("/var/spool/asterisk/monitor")
 SECRET_MASK = "••••••"
 
@@ -86,6 +88,14 @@ class ServerConfig(_Block):
             raise ValueError("must not contain spaces at the ends or line breaks")
         return value
 
+    @field_validator("password")
+    @classmethod
+    def _one_line(cls, value: SecretStr) -> SecretStr:
+        # AMI is a line protocol: a CR or LF would end the Secret header (and inject others).
+        if any(c in value.get_secret_value() for c in "\r\n\x00"):
+            raise ValueError("must not contain line breaks (CR/LF) or NUL; AMI cannot send it")
+        return value
+
 
 class Member(_Block):
     login: str = Field(min_length=1)
@@ -112,6 +122,8 @@ class RuleConfig(_Block):
     script: str | None = None
     trigger: Literal["ring", "answer"] = "answer"
     timeout: float = Field(default=2.0, gt=0, le=60)
+    # `cti rule list|new|use` folder; unset: ~/.config/cti/rules (/etc/cti/rules for /etc/cti)
+    catalog: str | None = None
 
 
 class DirectoryConfig(_Block):
@@ -142,6 +154,9 @@ class AgentConfig(_Block):
     pbx: str | None = None  # this PBX's name in delivery keys; default server.host
     # where operators reach the agent (reverse proxy); default http://<listen>
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    # active/standby: a Redis lease per PBX (`cti:lease:<pbx>`); unset: always active
+    lease: str | None = Field(default=None, pattern=r"^rediss?://\S+$")
+    lease_ttl: float = Field(default=5.0, ge=0.5, le=300)
 
 
 class DeskConfig(_Block):
@@ -167,6 +182,8 @@ class CallsConfig(_Block):
     """How the tracker reads extensions out of channel names (`PJSIP/101-0000002a` → 101)."""
 
     extension_pattern: str | None = None
+    # calls followed at once; past this the oldest is dropped (counted, warned about)
+    max_active: int = Field(default=20_000, ge=1, le=10_000_000)
 
 
 WEBHOOK_EVENTS = ("screen_pop", "call.ringing", "call.answered", "call.transferred", "call.ended")
@@ -196,6 +213,36 @@ class Webhook(_Block):
         return self.events is None or event in self.events
 
 
+class Publish(_Block):
+    """An event bus the agent publishes every call event and pop to: NATS JetStream
+    (`nats://`, `tls://`) or RabbitMQ (`amqp://`, `amqps://`, a topic exchange)."""
+
+    url: str = Field(pattern=r"^(nats|tls|amqps?)://[^\s#]+$")
+    stream: str = Field(default="CTI", pattern=r"^[A-Za-z0-9_-]{1,64}$")  # or the exchange
+    subject: str = Field(default="cti", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    events: list[str] | None = None  # None: every event
+    timeout: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            if name not in WEBHOOK_EVENTS:
+                hint = difflib.get_close_matches(name, WEBHOOK_EVENTS, n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ValueError(
+                    f"unknown event {name!r} (known: {', '.join(WEBHOOK_EVENTS)}){extra}"
+                )
+        return value
+
+    def wants(self, event: str) -> bool:
+        return self.events is None or event in self.events
+
+    @property
+    def kind(self) -> Literal["nats", "amqp"]:
+        return "amqp" if self.url.startswith("amqp") else "nats"
+
+
 class Status(_Block):
     """What the last successful `cti enable` check saw; written by the tool, not by hand."""
 
@@ -212,6 +259,7 @@ class Config(_Block):
     cdr: CdrConfig = Field(default_factory=CdrConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
     webhooks: list[Webhook] = Field(default_factory=list)
+    publish: list[Publish] = Field(default_factory=list)
     directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     desk: DeskConfig = Field(default_factory=DeskConfig)
@@ -340,9 +388,14 @@ def default_path() -> Path:
 # ---------------------------------------------------------------- reading
 
 
+CONFIG_SIZE_LIMIT = 1 << 20  # a real config is a few KiB
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML; only a regular file is read (a FIFO would hang, `/dev/zero` never
+    ends), and at most `CONFIG_SIZE_LIMIT` bytes of it."""
     try:
-        raw = path.read_bytes()
+        raw = read_small(path, CONFIG_SIZE_LIMIT)
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -569,6 +622,11 @@ _ALLOWED: dict[str, str] = {
     "directory.region": 'must be a two-letter country code like "RU"',
     "webhooks.*.url": "must be an http:// or https:// URL",
     "webhooks.*.format": 'must be "json" or "zammad"',
+    "publish.*.url": "must be a nats://, tls://, amqp:// or amqps:// URL (no #fragment)",
+    "publish.*.stream": "must be 1–64 letters, digits, _ or -",
+    "publish.*.subject": 'must be dot-separated words of letters, digits, _ or -, e.g. "cti"',
+    "agent.lease": 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379/0"',
+    "agent.lease_ttl": "must be a number of seconds from 0.5 to 300",
 }
 
 
@@ -625,6 +683,9 @@ def key_path(loc: Sequence[str | int]) -> str:
 def _show_value(key: str, value: object) -> str:
     if "password" in key or "secret" in key:
         return SECRET_MASK
+    if isinstance(value, str) and "://" in value and "@" in value:  # user:password@host
+        scheme, host = value.partition("://")[0], value.rpartition("@")[2]
+        return f'"{scheme}://{SECRET_MASK}@{host}"'
     if isinstance(value, str):
         return '"' + value + '"'
     if isinstance(value, dict | list):

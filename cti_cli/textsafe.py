@@ -1,15 +1,20 @@
 """Strings from the PBX are hostile: a caller sets their own caller-ID name.
 
 `printable()` is the one sanitiser for text that reaches a terminal or a log line: control
-characters (C0, DEL, C1 — ESC sequences, BEL, CR/LF) and bidirectional overrides become
-visible `\\xNN` / `\\uNNNN` escapes; every other character, Cyrillic included, is kept as is.
+characters (C0, DEL, C1 — ESC sequences, BEL, CR/LF), bidirectional controls, line/paragraph
+separators and lone surrogates (undecodable bytes) become visible `\\xNN` / `\\uNNNN` escapes;
+every other character, Cyrillic included, is kept as is. It is applied at the rendering edge
+(stdout, stderr warnings and errors, logs); rich markup is never interpreted in such text (it
+is printed as `Text` or with `markup=False`), so `[red]` stays `[red]`.
 """
 
 from __future__ import annotations
 
 import re
 
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -22,3 +27,15 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
     if keep_newlines:
         return "\n".join(_UNSAFE.sub(_escape, part) for part in text.split("\n"))
     return _UNSAFE.sub(_escape, text)
+
+
+MESSAGE_LIMIT = 600  # characters of one error or warning line
+
+
+def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text` cut in the middle when longer than `limit`: a 100 KB argument quoted in an error
+    shows its start and end, and how much was left out, not the whole of it."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 4
+    return f"{text[:head]}…({len(text) - head - tail} characters left out)…{text[-tail:]}"

@@ -1,7 +1,9 @@
 """The cti test lab: Asterisk 22 (Debian sid chroot) + MariaDB CDRs + SIPp phones and callers.
 
 `Lab.start()` gives a private instance on free ports (pytest); `python -m lab up` runs one on
-the default ports by hand. See lab/__main__.py and tests/conftest.py.
+the default ports by hand. See lab/__main__.py and tests/conftest.py. Every instance has its own
+mariadbd (datadir, port, socket and passwords in the instance folder, lab.mariadb); the
+machine's own MariaDB server is never used.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from lab.rootfs import ensure_rootfs, rootfs_path
 from lab.sipp import Phone, Sipp
 from lab.tls import make_certs
 
-__all__ = ["Lab", "LabInfo", "LabUnavailable", "MariaDB", "default_state_dir", "obtain_mariadb"]
+__all__ = ["Lab", "LabInfo", "LabUnavailable", "MariaDB", "PrivateMariaDB", "default_state_dir"]
 
 MariaDB = db.MariaDB
+PrivateMariaDB = db.PrivateMariaDB
 PHONES = ("101", "102", "103")
 DEFAULT_PORTS = {"ami": 5038, "ami_tls": 5039, "sip": 5060, "101": 5071, "102": 5072, "103": 5073}
 ODBC_DSN = "cti-lab"
@@ -67,19 +70,8 @@ class LabInfo:
     ami_minimal_secret: str = ""
 
 
-@dataclass
-class _DbHandle:
-    server: db.MariaDB
-    private: db.PrivateMariaDB | None  # started by this lab, stopped with it
-
-
-def obtain_mariadb(*, tied: bool = True) -> tuple[db.MariaDB, db.PrivateMariaDB | None]:
-    """The host MariaDB on 127.0.0.1:3306, else a private mariadbd (caller stops it)."""
-    server = db.host_server()
-    if server is not None:
-        return server, None
-    private = db.PrivateMariaDB.start(tied=tied)
-    return private.server, private
+MARIADB_DIR = "mariadb"  # the instance's own mariadbd lives in <instance>/mariadb
+CDR_DATABASE = "asteriskcdrdb"
 
 
 class Lab:
@@ -91,7 +83,7 @@ class Lab:
         layout: Layout,
         asterisk: Asterisk,
         sipp: Sipp,
-        dbh: _DbHandle,
+        database: db.PrivateMariaDB,
         *,
         temp: bool,
         tied: bool,
@@ -101,7 +93,7 @@ class Lab:
         self.asterisk = asterisk
         self.sipp = sipp
         self.phones: dict[str, Phone] = {}
-        self._db = dbh
+        self.database = database  # this instance's own mariadbd
         self._temp = temp
         self._tied = tied
         self._stopped = False
@@ -112,13 +104,12 @@ class Lab:
         cls,
         *,
         state_dir: Path | None = None,
-        mariadb: db.MariaDB | None = None,
         fixed_ports: bool = False,
         detached: bool = False,
     ) -> Lab:
         """Build the rootfs if needed and start an instance.
 
-        state_dir None = throwaway instance (own database, removed on stop). fixed_ports uses
+        state_dir None = throwaway instance (removed on stop). fixed_ports uses
         the well-known ports (AMI 5038/5039, SIP 5060, phones 5071-5073) instead of free ones;
         detached lets Asterisk and the phones outlive this Python process (`python -m lab up`).
         """
@@ -132,22 +123,17 @@ class Lab:
             state_dir = instances_dir(root) / f"t{secrets.token_hex(4)}"
         layout = make_layout(root, state_dir)
         tied = not detached
-        dbh: _DbHandle | None = None
+        database: db.PrivateMariaDB | None = None
         lab: Lab | None = None
         try:
             ports = _pick_ports(fixed_ports)
-            if mariadb is None:
-                server, private = obtain_mariadb(tied=tied)
-                dbh = _DbHandle(server, private)
-            else:
-                dbh = _DbHandle(mariadb, None)
-            mysql_db = f"asteriskcdrdb_{layout.host_dir.name}" if temp else "asteriskcdrdb"
-            users = db.lab_db_users()
-            db.provision(dbh.server, mysql_db, users)
-            info = _write_instance(layout, ports, dbh.server, mysql_db, users)
+            database = db.PrivateMariaDB.start(layout.host(MARIADB_DIR), tied=tied)
+            users = db.new_users()
+            db.provision(database.server, CDR_DATABASE, users)
+            info = _write_instance(layout, ports, database.server, CDR_DATABASE, users)
             asterisk = Asterisk(root, layout.chroot("etc/asterisk.conf"))
             sipp = Sipp(layout.host("sipp"), info.sip_port, tied=tied)
-            lab = cls(info, layout, asterisk, sipp, dbh, temp=temp, tied=tied)
+            lab = cls(info, layout, asterisk, sipp, database, temp=temp, tied=tied)
             for ext in PHONES:
                 lab.phones[ext] = sipp.start_phone(ext, ports[ext], "answer", 1.0)
             asterisk.start(layout.host("log/console.log"), layout.chroot("etc/odbc.ini"), tied=tied)
@@ -157,8 +143,8 @@ class Lab:
             if lab is not None:
                 lab.stop()
             else:
-                if dbh is not None and dbh.private is not None:
-                    dbh.private.stop()
+                if database is not None:
+                    database.stop()
                 unmount(layout)
                 if temp:
                     shutil.rmtree(layout.host_dir, ignore_errors=True)
@@ -181,20 +167,17 @@ class Lab:
             Path(mount) if mount else None,
         )  # fmt: skip
         asterisk = Asterisk(layout.root, layout.chroot("etc/asterisk.conf"), state["asterisk_pid"])
-        server = db.MariaDB(**state["db"]["server"])
-        private = None
-        if state["db"]["private"]:
-            p = state["db"]["private"]
-            private = db.PrivateMariaDB(Path(p["datadir"]), p["pid"], server)
+        database = _database_from(state)
         lab = cls(
             info, layout, asterisk, Sipp(layout.host("sipp"), info.sip_port, tied=False),
-            _DbHandle(server, private), temp=state["temp"], tied=False,
+            database, temp=state["temp"], tied=False,
         )  # fmt: skip
         lab.phones = {ext: Phone(**p) for ext, p in state["phones"].items()}
         return lab
 
     def stop(self) -> None:
-        """Stop callers, phones, Asterisk (and a private mariadbd); throwaway instances vanish."""
+        """Stop callers, phones, Asterisk and the instance's mariadbd (its folder is removed);
+        throwaway instances vanish entirely."""
         if self._stopped:
             return
         self._stopped = True
@@ -204,11 +187,7 @@ class Lab:
         for phone in self.phones.values():
             self.sipp.stop_phone(phone)
         self.asterisk.stop()
-        if self._temp:
-            with contextlib.suppress(Exception):
-                db.drop_database(self._db.server, self.info.mysql_db)
-        if self._db.private is not None:
-            self._db.private.stop()
+        self.database.stop()
         if self._temp:
             unmount(self.layout)
             shutil.rmtree(self.layout.host_dir, ignore_errors=True)
@@ -334,7 +313,7 @@ class Lab:
             raise LabUnavailable(f"Asterisk has no ODBC connection to MariaDB:\n{out}")
 
     def _save(self) -> None:
-        private = self._db.private
+        database = self.database
         state: dict[str, Any] = {
             "root": str(self.layout.root),
             "chroot_dir": self.layout.chroot_dir,
@@ -345,10 +324,9 @@ class Lab:
             "asterisk_pid": self.asterisk.pid,
             "phones": {ext: asdict(p) for ext, p in self.phones.items()},
             "db": {
-                "server": asdict(self._db.server),
-                "private": {"pid": private.pid, "datadir": str(private.datadir)}
-                if private
-                else None,
+                "server": asdict(database.server),
+                "pid": database.pid,
+                "folder": str(database.folder),
             },
             "info": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.info).items()},
         }
@@ -356,6 +334,11 @@ class Lab:
         tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False))
         tmp.chmod(0o600)
         tmp.rename(self.layout.state_file)
+
+
+def _database_from(state: dict[str, Any]) -> db.PrivateMariaDB:
+    raw = state["db"]
+    return db.PrivateMariaDB(Path(raw["folder"]), raw["pid"], db.MariaDB(**raw["server"]))
 
 
 def default_state_dir() -> Path:
@@ -455,5 +438,5 @@ def _reap_stale(root: Path) -> None:
             if pid and cmdline_has(pid, conf if pid == pids[0] else "phone-"):
                 stop_pid(pid)
         with contextlib.suppress(Exception):
-            db.drop_database(db.MariaDB(**state["db"]["server"]), state["info"]["mysql_db"])
+            _database_from(state).stop()
         shutil.rmtree(state_file.parent, ignore_errors=True)

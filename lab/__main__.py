@@ -8,10 +8,12 @@ throwaway lab credentials, so printing them is intended.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 
 from lab import Lab, LabUnavailable, default_state_dir
+from lab.amiraw import RawAmi
 from lab.rootfs import ensure_rootfs
 
 
@@ -34,6 +36,7 @@ def _describe(lab: Lab) -> str:
         f"phones     {phones}",
         f"CDR        mysql://{i.mysql_host}:{i.mysql_port}/{i.mysql_db} table {i.cdr_table}"
         f"  reader {i.mysql_reader_user} / {i.mysql_reader_password}",
+        f"MariaDB    the lab's own, admin: mariadb -S {lab.database.server.unix_socket} -u root",
         f"dbaccess   {i.dbaccess_file}",
         f"recordings {i.recordings_dir}",
         f"logs       {lab.layout.host('log')}  (SIPp: {lab.layout.host('sipp')})",
@@ -62,7 +65,9 @@ def cmd_down(_: argparse.Namespace) -> int:
         print("lab is not up")
         return 0
     lab.stop()
-    print("lab stopped")
+    # everything the lab made goes: its MariaDB (stopped by stop()), CDRs, recordings, logs
+    shutil.rmtree(lab.layout.host_dir, ignore_errors=True)
+    print("lab stopped and removed")
     return 0
 
 
@@ -88,13 +93,30 @@ def _running_lab() -> Lab:
 
 def cmd_call(args: argparse.Namespace) -> int:
     lab = _running_lab()
-    lab.call(
-        args.dialed, caller=args.caller, caller_name=args.name, talk=args.talk,
-        cancel_after=args.cancel_after,
-    )  # fmt: skip
+    ami = RawAmi(lab.info.ami_host, lab.info.ami_port)
+    try:
+        ami.login(lab.info.ami_user, lab.info.ami_secret)
+        lab.call(
+            args.dialed, caller=args.caller, caller_name=args.name, talk=args.talk,
+            cancel_after=args.cancel_after,
+        )  # fmt: skip
+        uniqueid = caller_uniqueid(ami, args.caller)
+    finally:
+        ami.close()
+    print(f"call to {args.dialed} from {args.caller}: uniqueid {uniqueid or '?'}", flush=True)
     lab.sipp.wait_calls(timeout=args.talk + 120)
-    print(f"call to {args.dialed} from {args.caller} done")
+    print(f"call {uniqueid or 'to ' + args.dialed} done"
+          + (f" (cti recordings {uniqueid})" if uniqueid else ""))  # fmt: skip
     return 0
+
+
+def caller_uniqueid(ami: RawAmi, caller: str, timeout: float = 10.0) -> str | None:
+    """The Uniqueid of the caller's channel: the first Newchannel from `caller` (the key of
+    the call's CDR rows, what `cti recordings` takes)."""
+    for event in ami.events(time.monotonic() + timeout):
+        if event.get("Event") == "Newchannel" and event.get("CallerIDNum") == caller:
+            return event.get("Uniqueid")
+    return None
 
 
 def cmd_phone(args: argparse.Namespace) -> int:
@@ -128,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "with Local channels), 101..103",
     )
     call.add_argument("--caller", default="+79161234567")
-    call.add_argument("--name", default="Иван Петров", help="caller display name (UTF-8)")
+    call.add_argument(
+        "--name", default="", help="caller display name, UTF-8 (default: none, number only)"
+    )
     call.add_argument("--talk", type=float, default=5.0, help="seconds of talk after answer")
     call.add_argument("--cancel-after", type=float, default=None, help="abandon after N s")
     call.set_defaults(func=cmd_call)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 from lab.errors import LabUnavailable
 
@@ -47,10 +50,11 @@ def ensure_tools(tools: dict[str, str]) -> dict[str, str]:
             "--no-install-recommends",
             *sorted(set(missing.values())),
         ]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        with no_service_starts():
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+                done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-5:])
             raise LabUnavailable(f"apt-get install failed:\n{tail}")
@@ -59,3 +63,22 @@ def ensure_tools(tools: dict[str, str]) -> dict[str, str]:
     if still:
         raise LabUnavailable(f"still missing after install: {', '.join(still)}")
     return {t: p for t, p in found.items() if p is not None}
+
+
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+
+
+@contextlib.contextmanager
+def no_service_starts() -> Iterator[None]:
+    """While installing: packages may not start services (installing mariadb-server must not
+    start the machine's own MariaDB). A policy-rc.d the machine has is left as it is."""
+    if POLICY_RC_D.exists():
+        yield
+        return
+    POLICY_RC_D.write_text("#!/bin/sh\n# cti lab: no service starts while installing\nexit 101\n")
+    POLICY_RC_D.chmod(0o755)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            POLICY_RC_D.unlink()

@@ -1,16 +1,19 @@
-"""MariaDB for the lab: the host server on 127.0.0.1:3306 if it answers, else a private mariadbd.
+"""MariaDB for the lab: a private mariadbd per lab instance, never the machine's own server.
 
+`PrivateMariaDB.start(folder)` runs `mariadb-install-db` into `folder` and starts a mariadbd on
+its own free port (127.0.0.1 only) and unix socket there; `stop()` removes the folder. The admin
+login goes through the socket (root on TCP is dropped), so only the folder's owner can use it.
 Provisioning (database, FreePBX `cdr` table, an INSERT-only user for Asterisk and the SELECT-only
-`cti_reader`) is idempotent, so any number of lab instances can share one server.
+`cti_reader`) uses passwords made per lab instance (`new_users()`), so labs never share state.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import hashlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,8 +26,7 @@ import pymysql
 from lab.errors import LabUnavailable
 from lab.hostdeps import MARIADB_TOOLS, ensure_tools, is_root
 from lab.ports import free_tcp_port
-from lab.procs import spawn, stop_pid
-from lab.rootfs import cache_dir
+from lab.procs import alive, cmdline_has, spawn, stop_pid
 
 ASTERISK_USER = "cti_lab_asterisk"
 READER_USER = "cti_reader"
@@ -64,12 +66,17 @@ CDR_KEYS = ("calldate", "dst", "accountcode", "uniqueid", "did", "linkedid")
 
 @dataclass(frozen=True)
 class MariaDB:
-    """An admin login to a MariaDB server (for provisioning and scratch databases in tests)."""
+    """A login to a MariaDB server (admin: provisioning and scratch databases in tests).
+
+    With `unix_socket` the connection goes through that socket (host and port then only say
+    where the server listens on TCP, for the clients that use TCP: Asterisk, cti).
+    """
 
     host: str
     port: int
     user: str
     password: str
+    unix_socket: str | None = None
 
     def connect(self, database: str | None = None, **kwargs: Any) -> pymysql.Connection[Any]:
         return pymysql.connect(
@@ -78,6 +85,7 @@ class MariaDB:
             user=self.user,
             password=self.password,
             database=database,
+            unix_socket=self.unix_socket,
             charset="utf8mb4",
             autocommit=True,
             connect_timeout=5,
@@ -91,6 +99,11 @@ class LabDbUsers:
     reader_password: str
 
 
+def new_users() -> LabDbUsers:
+    """Fresh passwords for one lab instance's database users (its server is its own)."""
+    return LabDbUsers(secrets.token_urlsafe(12), secrets.token_urlsafe(12))
+
+
 def _answers(server: MariaDB) -> bool:
     try:
         server.connect().close()
@@ -99,95 +112,160 @@ def _answers(server: MariaDB) -> bool:
     return True
 
 
-def host_server() -> MariaDB | None:
-    """The machine's MariaDB on 127.0.0.1:3306 with passwordless root, if it is there."""
-    if os.environ.get("CTI_LAB_PRIVATE_MARIADB") == "1":
-        return None
-    server = MariaDB("127.0.0.1", 3306, "root", "")
-    return server if _answers(server) else None
+SOCKET_MAX = 100  # sun_path holds 108 bytes
+START_TRIES = 4  # a free port can be taken between choosing it and mariadbd binding it
 
 
 class PrivateMariaDB:
-    """A throwaway mariadbd on a temp datadir and a free port; stop() removes it."""
+    """A mariadbd of our own: datadir, socket, pid file and log in `folder`; stop() removes it."""
 
-    def __init__(self, datadir: Path, pid: int, server: MariaDB) -> None:
-        self.datadir = datadir
+    def __init__(self, folder: Path, pid: int, server: MariaDB) -> None:
+        self.folder = folder
         self.pid = pid
         self.server = server
 
     @classmethod
-    def start(cls, *, tied: bool, base: Path | None = None) -> PrivateMariaDB:
+    def start(cls, folder: Path | None = None, *, tied: bool) -> PrivateMariaDB:
+        """Initialise a datadir in `folder` (default: a new temp folder) and start mariadbd.
+
+        `folder` is made afresh (a leftover of an earlier run is stopped and removed first).
+        tied=True: mariadbd dies with this Python process (pytest); False: it outlives it.
+        """
         tools = ensure_tools(MARIADB_TOOLS)
-        datadir = Path(tempfile.mkdtemp(prefix="cti-lab-mariadb-", dir=base))
-        as_user = ["--user=root"] if is_root() else []
-        init = subprocess.run(
-            [
-                tools["mariadb-install-db"],
-                "--no-defaults",
-                f"--datadir={datadir}/data",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                *as_user,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if init.returncode != 0:
-            tail = "\n".join((init.stdout + init.stderr).splitlines()[-8:])
-            shutil.rmtree(datadir, ignore_errors=True)
-            raise LabUnavailable(f"mariadb-install-db failed:\n{tail}")
-        port = free_tcp_port()
-        proc = spawn(
-            [
-                tools["mariadbd"],
-                "--no-defaults",
-                f"--datadir={datadir}/data",
-                f"--port={port}",
-                "--bind-address=127.0.0.1",
-                f"--socket={datadir}/mysqld.sock",
-                f"--pid-file={datadir}/mariadbd.pid",
-                "--skip-name-resolve",
-                "--character-set-server=utf8mb4",
-                *as_user,
-            ],
-            datadir / "mariadbd.log",
-            tied=tied,
-        )
-        server = MariaDB("127.0.0.1", port, "root", "")
-        deadline = time.monotonic() + 60
-        while not _answers(server):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                text = (datadir / "mariadbd.log").read_text(errors="replace")
-                shutil.rmtree(datadir, ignore_errors=True)
-                tail = "\n".join(text.splitlines()[-8:])
-                raise LabUnavailable(f"private mariadbd did not start:\n{tail}")
-            time.sleep(0.2)
-        return cls(datadir, proc.pid, server)
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="cti-mariadb-"))
+        else:
+            stop_leftover(folder)
+            folder.mkdir(mode=0o700, parents=True)
+        folder.chmod(0o700)  # the socket's root login has no password: only we may reach it
+        try:
+            _install_db(tools["mariadb-install-db"], folder)
+            for attempt in range(START_TRIES):
+                started = _start_server(tools["mariadbd"], folder, tied=tied)
+                if started is not None:
+                    return cls(folder, *started)
+                if attempt == START_TRIES - 1 or not _port_was_taken(folder):
+                    tail = "\n".join(_log(folder).splitlines()[-8:])
+                    raise LabUnavailable(f"private mariadbd did not start:\n{tail}")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        raise AssertionError("unreachable")
+
+    def running(self) -> bool:
+        return alive(self.pid) and cmdline_has(self.pid, str(self.folder / "data"))
 
     def stop(self) -> None:
-        stop_pid(self.pid)
-        shutil.rmtree(self.datadir, ignore_errors=True)
+        """Stop mariadbd (SIGTERM: a clean shutdown) and remove its folder."""
+        if self.running():
+            stop_pid(self.pid, timeout=30)
+        socket_path = self.server.unix_socket
+        if socket_path and not Path(socket_path).is_relative_to(self.folder):
+            with contextlib.suppress(OSError):
+                os.unlink(socket_path)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def lab_db_users() -> LabDbUsers:
-    """Passwords for the lab DB users: random once per machine, kept in the lab cache.
+def stop_leftover(folder: Path) -> None:
+    """A folder of an earlier PrivateMariaDB (a killed run): stop its server, remove it."""
+    if not folder.exists():
+        return
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((folder / "mariadbd.pid").read_text().split()[0])
+        if alive(pid) and cmdline_has(pid, str(folder / "data")):
+            stop_pid(pid, timeout=30)
+    shutil.rmtree(folder, ignore_errors=True)
 
-    Shared by all instances because MariaDB users are server-wide (a per-instance password
-    would break the other running instances).
-    """
-    path = cache_dir() / "db-users.json"
-    if path.is_file():
-        data = json.loads(path.read_text())
-        return LabDbUsers(data["asterisk_password"], data["reader_password"])
-    users = LabDbUsers(secrets.token_urlsafe(12), secrets.token_urlsafe(12))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(users.__dict__))
-    tmp.chmod(0o600)
-    tmp.rename(path)
-    return lab_db_users()  # re-read: a concurrent writer may have won the rename
+
+def _install_db(tool: str, folder: Path) -> None:
+    init = subprocess.run(
+        [
+            tool,
+            "--no-defaults",  # never read the machine's /etc/mysql: nothing of its server
+            f"--datadir={folder}/data",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--innodb-log-file-size=16M",
+            *_as_user(),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if init.returncode != 0:
+        tail = "\n".join((init.stdout + init.stderr).splitlines()[-8:])
+        raise LabUnavailable(f"mariadb-install-db failed:\n{tail}")
+
+
+def _as_user() -> list[str]:
+    # mariadbd refuses to run as root unless told to; the datadir is ours (root's) anyway
+    return ["--user=root"] if is_root() else []
+
+
+def _socket_path(folder: Path) -> str:
+    path = str(folder / "mysqld.sock")
+    if len(path) <= SOCKET_MAX:
+        return path
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:12]
+    return str(Path(tempfile.gettempdir()) / f"cti-mariadb-{digest}.sock")
+
+
+def _log(folder: Path) -> str:
+    try:
+        return (folder / "mariadbd.log").read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+
+
+def _port_was_taken(folder: Path) -> bool:
+    text = _log(folder)
+    return "Address already in use" in text or "Do you already have another" in text
+
+
+def _start_server(tool: str, folder: Path, *, tied: bool) -> tuple[int, MariaDB] | None:
+    """Start mariadbd on a free port; (pid, admin login) once it answers, None if it died."""
+    port = free_tcp_port()
+    sock = _socket_path(folder)
+    proc = spawn(
+        [
+            tool,
+            "--no-defaults",
+            f"--datadir={folder}/data",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={sock}",
+            f"--pid-file={folder}/mariadbd.pid",
+            "--skip-name-resolve",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            *_as_user(),
+        ],
+        folder / "mariadbd.log",
+        tied=tied,
+    )
+    server = MariaDB("127.0.0.1", port, "root", "", unix_socket=sock)
+    deadline = time.monotonic() + 60
+    while not _answers(server):
+        if proc.poll() is not None:
+            return None
+        if time.monotonic() > deadline:
+            stop_pid(proc.pid)
+            return None
+        time.sleep(0.1)
+    _socket_only_root(server)
+    return proc.pid, server
+
+
+def _socket_only_root(server: MariaDB) -> None:
+    """mariadb-install-db also makes root@127.0.0.1 / ::1 / <hostname> without a password:
+    drop them, so root works only through the socket in our 0700 folder."""
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT user, host FROM mysql.user WHERE user = 'root' AND host <> 'localhost'")
+        for user, host in cur.fetchall():
+            cur.execute("DROP USER %s@%s", (user, host))
+        cur.execute("DROP USER IF EXISTS ''@'localhost'")
 
 
 def provision(server: MariaDB, database: str, users: LabDbUsers, table: str = "cdr") -> None:
@@ -222,9 +300,3 @@ def provision(server: MariaDB, database: str, users: LabDbUsers, table: str = "c
 def drop_database(server: MariaDB, database: str) -> None:
     with server.connect() as conn, conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex((host, port)) == 0

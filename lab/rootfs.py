@@ -32,7 +32,8 @@ Driver = {ODBC_DRIVER}
 Threading = 0
 """
 
-# The default DSN (host MariaDB); every lab instance points ODBCINI at its own odbc.ini.
+# A default DSN no instance uses (kept: it is part of the cached rootfs's recipe); every lab
+# instance points ODBCINI at its own odbc.ini, DSN cti-lab, on its own mariadbd's port.
 ODBC_INI = """[asteriskcdrdb]
 Driver = MariaDB
 Server = 127.0.0.1

@@ -1,49 +1,48 @@
 """Session fixtures for tests that need the real lab (lab/): MariaDB alone, or the whole lab.
 
-Without the lab's prerequisites (root, debootstrap, a MariaDB) these fixtures skip the test;
-with CTI_REQUIRE_LAB=1 (CI) they fail it instead, so a broken lab cannot pass silently.
+Without the lab's prerequisites (root, debootstrap, the mariadb-server package installed) these
+fixtures skip the test; with CTI_REQUIRE_LAB=1 (CI) they fail it instead, so a broken lab cannot
+pass silently. MariaDB is always a private mariadbd: no server needs to run on the machine.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
+from needs import unavailable
 
-from lab import Lab, LabUnavailable, MariaDB, obtain_mariadb
+from lab import Lab, LabUnavailable, MariaDB, PrivateMariaDB
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CTI_REQUIRE_LAB") == "1":
-        pytest.fail(f"lab required (CTI_REQUIRE_LAB=1) but unavailable: {reason}", pytrace=False)
-    pytest.skip(f"lab unavailable: {reason}")
+    unavailable(f"lab unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MariaDB]:
-    """Admin login (host, port, user, password) to a MariaDB for scratch databases."""
+    """Admin login to a private mariadbd of this session (a temp datadir, its own port and
+    socket) for scratch databases; the machine's own MariaDB server is never used."""
     try:
-        server, private = obtain_mariadb()
+        server = PrivateMariaDB.start(tied=True)
     except LabUnavailable as exc:
         _unavailable(str(exc))
     try:
-        yield server
+        yield server.server
     finally:
-        if private is not None:
-            private.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def lab(mariadb: MariaDB) -> Iterator[Lab]:
-    """One Asterisk 22 lab for the whole session, on free ports, with its own CDR database.
+def lab() -> Iterator[Lab]:
+    """One Asterisk 22 lab for the whole session, on free ports, with its own mariadbd.
 
     Tests share it: set the phone modes you need (lab.phone / lab.reset_phones) and use
     caller numbers of your own to find your call.
     """
     try:
-        instance = Lab.start(mariadb=mariadb)
+        instance = Lab.start()
     except LabUnavailable as exc:
         _unavailable(str(exc))
     try:

@@ -158,3 +158,56 @@ def test_rule_test_missing_capture_is_one_line(tmp_path: Path) -> None:
     result = cti(path, "rule", "test", str(tmp_path / "nope.ami"))
     assert result.returncode == 2
     assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_webhooks_by_command_add_list_test_remove(tmp_path: Path) -> None:
+    from tests.agent_support import SECRET, Receiver
+
+    path = tmp_path / "cti.toml"
+    write_config(path, base_config(tmp_path))
+    receiver = Receiver().start()
+    try:
+        added = subprocess.run(
+            [sys.executable, "-m", "cti_cli", "--config", str(path), "webhooks", "add",
+             receiver.url, "--secret-stdin", "--events", "screen_pop,call.ended"],
+            input=SECRET + "\n", capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        zammad = "https://sd.example.org/api/v1/cti/TOKEN123"
+        assert cti(path, "webhooks", "add", zammad, "--format", "zammad").returncode == 0
+        listed = cti(path, "webhooks", "list", "--json")
+        hooks = json.loads(listed.stdout)
+        assert hooks[0]["events"] == ["screen_pop", "call.ended"] and hooks[0]["secret"] == "••••••"
+        assert hooks[1]["url"] == "https://sd.example.org/api/v1/cti/••••••"
+        assert SECRET not in listed.stdout and "TOKEN123" not in cti(path, "show").stdout
+        assert "TOKEN123" not in cti(path, "show", "--json").stdout
+        pinged = cti(path, "webhooks", "test", "1")
+        assert pinged.returncode == 0, pinged.stderr
+        assert "HTTP 200" in pinged.stdout
+        assert receiver.hits[-1].signature_ok and receiver.hits[-1].event == "ping"
+        bad = cti(path, "webhooks", "add", "https://x.example/h", "--events", "screen-pop")
+        assert bad.returncode == 2 and "did you mean 'screen_pop'?" in bad.stderr
+        assert cti(path, "webhooks", "add", "ftp://x").returncode == 2
+        assert cti(path, "webhooks", "remove", zammad).returncode == 0
+        assert len(json.loads(cti(path, "webhooks", "list", "--json").stdout)) == 1
+        missing = cti(path, "webhooks", "remove", "7")
+        assert missing.returncode == 2 and "no webhook '7'" in missing.stderr
+    finally:
+        receiver.stop()
+
+
+def test_status_with_and_without_a_running_agent(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    path = tmp_path / "cti.toml"
+    write_config(path, data)
+    idle = json.loads(cti(path, "status", "--json").stdout)
+    assert idle["agent"]["running"] is False and idle["enabled"] is False
+    assert "not running" in cti(path, "status").stdout
+    agent = AgentProcess(path, data["agent"]["listen"], tmp_path / "agent.log").start()
+    try:
+        running = json.loads(cti(path, "status", "--json").stdout)
+    finally:
+        agent.terminate()
+    assert running["agent"]["running"] is True
+    assert running["agent"]["reason"] == "integration disabled"
+    assert running["outbox"]["pending"] == 0

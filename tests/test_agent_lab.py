@@ -220,7 +220,7 @@ def test_receiver_down_and_agent_killed_then_both_back_delivers_once_per_key(
     again = AgentProcess(agent.config, agent.listen, agent.log).start()
     try:
         receiver.wait(lambda: receiver.of("screen_pop", caller=caller), 30, "screen_pop")
-        receiver.wait(lambda: receiver.of("call.answered", caller=caller), 30, "call.answered")
+        receiver.wait(lambda: receiver.of("call.ended", caller=caller), 30, "call.ended")
         time.sleep(1.0)
     finally:
         again.terminate()
@@ -230,6 +230,35 @@ def test_receiver_down_and_agent_killed_then_both_back_delivers_once_per_key(
     assert [h.event for h in receiver.accepted][:2] == ["call.ringing", "call.answered"]
     pop = receiver.of("screen_pop", caller=caller)[0].json
     assert pop["open"][0]["fields"]["phone"] == caller
+    # the call ended while no agent ran: the restarted agent ends it, as lost, once
+    ended = receiver.of("call.ended", caller=caller)
+    assert len(ended) == 1 and ended[0].json["reason"] == "lost"
+    assert ended[0].json["answered_by"] == ["101"]
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
+    lab: Any, tmp_path: Path
+) -> None:
+    slow = Receiver(status=lambda hit: (time.sleep(2.0), 200)[1]).start()
+    phones(lab)
+    agent = start_agent(tmp_path, lab_config(lab, tmp_path, slow.url))
+    caller = "+79165550113"
+    try:
+        lab.call("101", caller=caller, caller_name="Иван Петров", talk=3.0)
+        slow.wait(lambda: any(h.json.get("caller") == caller for h in slow.hits), 30, "a request")
+        assert agent.terminate() == 0
+        assert slow.accepted, "the request in flight was allowed to finish"
+        first = {h.headers["x-cti-delivery"] for h in slow.accepted}
+        finish(lab)
+        again = AgentProcess(agent.config, agent.listen, agent.log).start()
+        time.sleep(3.0)
+        again.terminate()
+    finally:
+        agent.close()
+        slow.stop()
+    keys = [h.headers["x-cti-delivery"] for h in slow.accepted]
+    assert len(keys) == len(set(keys)), "what finished before SIGTERM is not sent again"
+    assert first <= set(keys)
 
 
 def test_rule_that_raises_or_loops_is_logged_and_the_next_call_still_pops(

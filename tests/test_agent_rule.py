@@ -150,3 +150,44 @@ def test_what_a_rule_opens_is_made_json_safe(tmp_path: Path) -> None:
         "    cti.open_request_form(when=datetime.date(2026, 12, 1), tags=('a', 'б'))\n",
     )
     assert run(path).opened[0]["fields"] == {"when": "2026-12-01", "tags": ["a", "б"]}
+
+
+def test_sys_exit_or_keyboard_interrupt_in_a_rule_is_a_rule_error(tmp_path: Path) -> None:
+    for body, name in (("import sys\n    sys.exit(3)", "SystemExit: 3"),
+                       ("raise KeyboardInterrupt", "KeyboardInterrupt")):  # fmt: skip
+        path = rule(tmp_path, f"def on_call(call, cti):\n    {body}\n")
+        outcome = run(path)
+        assert outcome.error is not None and name in outcome.error
+        assert outcome.opened[0]["type"] == "request_form"
+
+
+def test_non_finite_numbers_become_null_so_the_body_stays_json(tmp_path: Path) -> None:
+    import json
+
+    path = rule(tmp_path, "def on_call(call, cti):\n"
+                          "    cti.open_request_form(a=float('nan'), b=float('inf'), c=1.5)\n")
+    fields = run(path).opened[0]["fields"]
+    assert fields == {"a": None, "b": None, "c": 1.5}
+    json.dumps(fields, allow_nan=False)
+
+
+@pytest.mark.timeout(60)
+def test_a_rule_stuck_in_a_blocking_call_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = rule(tmp_path, "import time\ndef on_call(call, cti):\n    time.sleep(100)\n")
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from cti_cli.agent.pops import Operator\n"
+        "from cti_cli.agent.rule import RuleRunner\n"
+        f"r = RuleRunner(Path({str(path)!r}), 0.2, None)\n"
+        "o = asyncio.run(r.run({'caller': '1'}, Operator('a', 'b', 'c', '101')))\n"
+        "r.close()\n"
+        "print(o.error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "did not finish within 0.2 s" in done.stdout

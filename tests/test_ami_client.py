@@ -430,6 +430,47 @@ async def test_reconnect_reports_login_errors_and_backs_off() -> None:
     assert states[-1].state == "closed"
 
 
+async def _reconnect_delays(handler: Handler, healthy_after: float, count: int) -> list[float]:
+    states: list[ConnectionState] = []
+    async with FakeAMI(handler) as server:
+        params = ConnectParams("127.0.0.1", server.port, "cti", SECRET, timeout=5)
+        client = ReconnectingClient(params, on_state=states.append, backoff_initial=0.01,
+                                    backoff_max=10.0, jitter=0.0, healthy_after=healthy_after,
+                                    client_factory=lambda: AMIClient(max_message=4096))  # fmt: skip
+
+        async def consume() -> None:
+            async for _ in client.events():
+                pass
+
+        task = asyncio.create_task(consume())
+        while sum(s.state == "reconnecting" for s in states) < count:
+            await asyncio.sleep(0.005)
+        await client.close()
+        await task
+    assert sum(s.state == "connected" for s in states) >= count  # every login succeeded
+    return [s.delay or 0.0 for s in states if s.state == "reconnecting"][:count]
+
+
+@aio
+async def test_a_peer_that_logs_in_then_sends_garbage_is_backed_off() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_login(reader, writer)
+        writer.write(b"\x00garbage without end " * 500)
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    assert await _reconnect_delays(garbage, 30.0, 5) == [0.01, 0.02, 0.04, 0.08, 0.16]
+
+
+@aio
+async def test_backoff_starts_over_after_a_healthy_connection() -> None:
+    async def lasting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_login(reader, writer)
+        await asyncio.sleep(0.12)  # up longer than healthy_after, then dropped
+
+    assert await _reconnect_delays(lasting, 0.1, 3) == [0.01, 0.01, 0.01]
+
+
 # -- TLS --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:

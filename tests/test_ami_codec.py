@@ -178,6 +178,39 @@ def test_oversize_banner_is_protocol_error() -> None:
         AMIDecoder(max_message=50).feed(b"A" * 100)
 
 
+@pytest.mark.parametrize(
+    "sep",
+    [b"\r\n", b"\n"],  # the fast path (CRLF blank lines) and the careful one (bare LF)
+)
+def test_oversize_message_delivers_its_neighbours_then_the_error(sep: bytes) -> None:
+    def msg(name: bytes, pad: int = 0) -> bytes:
+        return b"Event: " + name + sep + b"Data: " + b"y" * pad + sep + sep
+
+    decoder = AMIDecoder(max_message=100, expect_banner=False)
+    first = decoder.feed(msg(b"A") + msg(b"B") + msg(b"Big", 500) + msg(b"C"))
+    assert [m.name for m in first] == ["A", "B"]
+    assert decoder.error is not None
+    with pytest.raises(ProtocolError, match=r"of 5\d\d bytes \(ended\), larger than 100") as err:
+        decoder.feed(b"")
+    assert "without" not in str(err.value)
+
+
+def test_oversize_follows_reply_delivers_its_neighbours() -> None:
+    decoder = AMIDecoder(max_message=100, expect_banner=False)
+    data = (b"Event: A\r\n\r\nResponse: Follows\r\n" + b"line\n" * 40
+            + b"--END COMMAND--\r\n\r\nEvent: C\r\n\r\n")  # fmt: skip
+    assert [m.name for m in decoder.feed(data)] == ["A"]
+    with pytest.raises(ProtocolError, match=r"\(ended\), larger than 100"):
+        decoder.feed(b"Event: D\r\n\r\n")
+
+
+def test_message_without_end_past_the_limit_says_so() -> None:
+    decoder = AMIDecoder(max_message=100, expect_banner=False)
+    assert [m.name for m in decoder.feed(b"Event: A\r\n\r\nEvent: B\r\nData: ")] == ["A"]
+    with pytest.raises(ProtocolError, match="larger than 100 bytes without its end"):
+        decoder.feed(b"y" * 200)
+
+
 # -- Message --------------------------------------------------------------------------
 def test_message_mapping_semantics() -> None:
     msg = Message.from_headers([("Event", "Hangup"), ("Uniqueid", "1.2"), ("Linkedid", "1.1")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -215,3 +216,92 @@ def test_copy_into_a_file_or_from_a_symlink_fails_cleanly(root: Path, tmp_path: 
     link.symlink_to(source)  # swapped in after locating: must not be followed
     with pytest.raises(CopyError, match="cannot read"):
         copy_recording(link, tmp_path / "out")
+
+
+# ---------------------------------------------------------------- the recordings tree is hostile
+
+
+def _swap_for_link(folder: Path, target: Path) -> Path:
+    """Replace `folder` by a symlink to `target` (what the asterisk user can do at any time)."""
+    moved = folder.with_name(folder.name + ".moved")
+    folder.rename(moved)
+    folder.symlink_to(target, target_is_directory=True)
+    return moved
+
+
+@pytest.mark.parametrize("swapped", ["2026/11/25", "2026"])
+def test_folder_swapped_for_a_symlink_after_locating_is_not_copied_from(
+    root: Path, tmp_path: Path, swapped: str
+) -> None:
+    put(root, "2026/11/25/a.wav", wav_bytes(0.5))
+    outside = tmp_path / "secret"
+    (outside / "11/25").mkdir(parents=True)
+    (outside / "a.wav").write_bytes(b"SECRET" * 100)
+    (outside / "11/25/a.wav").write_bytes(b"SECRET" * 100)
+    dest = tmp_path / "out"
+    with RecordingFinder(root) as finder:
+        rec = finder("a.wav", CALLDATE)
+        assert rec.status is RecStatus.PRESENT and rec.rel == "2026/11/25/a.wav"
+        _swap_for_link(root / swapped, outside)
+        assert rec.path is not None
+        with pytest.raises(CopyError, match="cannot read"):
+            copy_recording(rec.path, dest, finder.folder, rec.rel)
+    assert not dest.exists() or not any(dest.iterdir())
+    assert locate("a.wav", CALLDATE, root).status is RecStatus.REFUSED
+
+
+def test_symlinks_inside_the_folder_are_still_followed(root: Path) -> None:
+    put(root, "store/a.wav")
+    (root / "2026/11").mkdir(parents=True)
+    (root / "2026/11/25").symlink_to("../../store")
+    (root / "b.wav").symlink_to(root / "store/a.wav")
+    assert locate("a.wav", CALLDATE, root).rel == "store/a.wav"
+    rec = locate("b.wav", None, root)
+    assert (rec.status, rec.rel) == (RecStatus.PRESENT, "store/a.wav")
+    loop = root / "loop.wav"
+    loop.symlink_to("loop.wav")
+    assert locate("loop.wav", None, root).status is RecStatus.UNREADABLE
+
+
+def test_racing_folder_swaps_never_copy_a_file_from_outside(root: Path, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    put(root, "2026/11/25/a.wav", wav_bytes(0.1))
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "a.wav").write_bytes(b"SECRET" * 100)
+    day, moved = root / "2026/11/25", root / "2026/11/25.moved"
+    stop = threading.Event()
+    swaps = 0
+
+    def swapper() -> None:
+        nonlocal swaps
+        while not stop.is_set():
+            day.rename(moved)
+            day.symlink_to(outside, target_is_directory=True)
+            time.sleep(0.0002)
+            day.unlink()
+            moved.rename(day)
+            swaps += 1
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=swapper)
+    thread.start()
+    dest = tmp_path / "out"
+    copied = 0
+    deadline = time.monotonic() + 10
+    try:
+        while (copied < 20 or swaps < 100) and time.monotonic() < deadline:
+            with RecordingFinder(root) as finder:
+                rec = finder("a.wav", CALLDATE)
+                if rec.status is RecStatus.PRESENT and rec.path is not None:
+                    with contextlib.suppress(CopyError):
+                        copy_recording(rec.path, dest, finder.folder, rec.rel)
+                        copied += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert copied and swaps, "the race never let a copy through: the test proves nothing"
+    leaked = [c for c in dest.iterdir() if c.read_bytes().startswith(b"SECRET")]
+    assert not leaked

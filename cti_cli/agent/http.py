@@ -96,6 +96,10 @@ class HttpServer:
                     break
         except (ConnectionError, TimeoutError, h11.ProtocolError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # close() cancels open connections (a long-lived event stream, say); ending the task
+            # normally spares asyncio's start_server callback a CancelledError (Python 3.11).
+            pass
         finally:
             if task is not None:
                 self._conns.discard(task)

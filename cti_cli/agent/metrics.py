@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -95,6 +95,28 @@ class AgentMetrics:
             ["webhook"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
+        )
+        self.publishes = Counter(
+            "cti_publish",
+            "Event-bus publishes ([[publish]]) by event and outcome",
+            ["target", "event", "outcome"],
+            registry=self.registry,
+        )
+        self.publish_latency = Histogram(
+            "cti_publish_latency_seconds",
+            "Event-bus publish time, message sent to the broker's ack",
+            ["target"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.lease_holder = Gauge(
+            "cti_lease_holder",
+            "1 while this agent holds its PBX's lease (or has none configured), 0 on standby",
+            registry=self.registry,
+        )
+        self.lease_holder.set(1)
+        self.takeovers = Counter(
+            "cti_lease_takeovers", "Times this agent took the lease over", registry=self.registry
         )
         self.rule_seconds = Histogram(
             "cti_rule_seconds",

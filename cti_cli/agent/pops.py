@@ -96,6 +96,10 @@ class PopPlanner:
     def active(self) -> int:
         return len(self._calls)
 
+    def restore(self, call_id: str) -> None:
+        """A call that reached a team member before a restart: its end must go out too."""
+        self._calls.setdefault(call_id, _CallState()).relevant = True
+
     def plan(self, event: CallEvent) -> Plan:
         out = Plan()
         state = self._calls.get(event.call_id)
@@ -144,6 +148,30 @@ class PopPlanner:
             "time": event.time,
         }
         return PopRequest(key, self.trigger, operator, call)
+
+
+CALL_FIELDS = (
+    "call_id", "uniqueid", "caller", "caller_e164", "caller_name", "dialed", "queue", "trigger",
+)  # fmt: skip
+
+
+def rule_call(pop: PopRequest, caller_e164: str | None) -> dict[str, Any]:
+    """The call as the rule and the screen_pop body see it."""
+    call = dict(pop.call)
+    call["caller_e164"] = caller_e164
+    call["trigger"] = pop.trigger
+    return {k: call.get(k) for k in CALL_FIELDS}
+
+
+def screen_pop_body(pop: PopRequest, call: Mapping[str, Any], opened: Any) -> dict[str, Any]:
+    """The `screen_pop` webhook body (the same in `cti rule test --json`)."""
+    return {
+        "event": "screen_pop",
+        "id": pop.key,
+        "call": {k: call.get(k) for k in CALL_FIELDS},
+        "operator": pop.operator.to_dict(),
+        "open": opened,
+    }
 
 
 def _party(event: CallEvent) -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import math
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -103,6 +103,7 @@ class RuleContext:
     rule_name: str
     opened: list[dict[str, Any]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    skipped: str | None = None  # cti.skip(reason): no pop for this operator
 
     def find_employee(self, number: str) -> dict[str, Any] | None:
         if self.find is None or not number:
@@ -121,6 +122,11 @@ class RuleContext:
         self.lines.append(str(message))
         log.info("%s: %s", self.rule_name, message)
 
+    def skip(self, reason: object = "") -> None:
+        """Send no pop for this call to this operator (whatever was opened before); the
+        reason goes to the agent's log. The rule should `return` right after."""
+        self.skipped = " ".join(str(reason).split()) or "skipped by the rule"
+
 
 def _plain(value: Any) -> Any:
     """JSON-safe copy: what the rule hands over must serialise, whatever it built."""
@@ -128,6 +134,8 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN / Infinity are not JSON: strict parsers reject the whole body
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
@@ -139,6 +147,8 @@ class RuleOutcome:
 
     opened: list[dict[str, Any]]
     error: str | None = None
+    skipped: bool = False  # the rule called cti.skip(reason): send no pop at all
+    skip_reason: str | None = None
 
 
 def plain_form(call: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -201,6 +211,20 @@ def _where_frame(path: Path, frame: FrameType | None) -> str:
     return f"{path}:{line}" if line is not None else str(path)
 
 
+def _settle(future: asyncio.Future[None], slots: asyncio.Semaphore) -> None:
+    slots.release()
+    if not future.done():
+        future.set_result(None)
+
+
+def _in_directory(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(("agent/directory.py", "agent/numbers.py")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _interrupt(thread_id: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(RuleTimeout)
@@ -211,11 +235,14 @@ class RuleRunner:
     """Holds the current rule (reloaded when its file changes) and runs it per pop."""
 
     def __init__(
-        self, path: Path, timeout: float, find: FindEmployee | None, *, workers: int = 4
+        self, path: Path, timeout: float, find: FindEmployee | None, *, workers: int = 16
     ) -> None:
         self.timeout = timeout
         self.find = find
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cti-rule")
+        # Daemon threads, one per run: a rule stuck in a blocking call (time.sleep, a socket)
+        # that the timeout cannot interrupt must never keep the process from exiting.
+        self._slots: asyncio.Semaphore | None = None  # made on first run, in the agent's loop
+        self._workers = workers
         self._program = _Program(path, _stamp(path), compile_rule(path))
 
     @property
@@ -258,34 +285,52 @@ class RuleRunner:
                 program.on_call(view, context)
             except RuleTimeout:
                 holder["timeout"] = True
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt too: a rule's fault
                 holder["error"] = f"{_where(program.path, exc.__traceback__)}: {_describe(exc)}"
             finally:
                 holder["done"] = True
+                loop.call_soon_threadsafe(_settle, future, slots)
 
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, work)
+        future: asyncio.Future[None] = loop.create_future()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._workers)
+        slots = self._slots
+        try:
+            await asyncio.wait_for(slots.acquire(), self.timeout)
+        except TimeoutError:
+            return RuleOutcome(
+                plain_form(call),
+                f"{program.path}: {self._workers} earlier runs of on_call are still stuck "
+                "(blocking calls the timeout cannot interrupt); sent a plain request form",
+            )
+        threading.Thread(target=work, name="cti-rule", daemon=True).start()
         try:
             await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             where = program.path
             thread_id = holder.get("thread")
+            waiting = ""
             if thread_id is not None and not holder.get("done"):
                 frame = sys._current_frames().get(thread_id)
                 where_text = _where_frame(where, frame)
+                if _in_directory(frame):
+                    waiting = " while waiting for the employee directory (directory.timeout)"
                 _interrupt(thread_id)
             else:
                 where_text = str(where)
             return RuleOutcome(
                 plain_form(call),
                 f"{where_text}: on_call did not finish within {self.timeout:g} s "
-                "(rule.timeout); sent a plain request form",
+                f"(rule.timeout){waiting}; sent a plain request form",
             )
         if "error" in holder:
             return RuleOutcome(plain_form(call), f"{holder['error']}; sent a plain request form")
+        if context.skipped is not None:
+            return RuleOutcome([], None, skipped=True, skip_reason=context.skipped)
         if not context.opened:
             return RuleOutcome([], None)
         return RuleOutcome(context.opened, None)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to wait for: rule threads are daemons and never hold the process."""

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cti_cli import __version__
 from cti_cli import config as cfg
 from cti_cli.agent.directory import Directory, DirectoryError, normalize_number, open_directory
 from cti_cli.agent.http import (
@@ -38,7 +39,15 @@ from cti_cli.agent.http import (
 )
 from cti_cli.agent.metrics import CONTENT_TYPE, AgentMetrics, webhook_label
 from cti_cli.agent.pages import OperatorPages
-from cti_cli.agent.pops import Lifecycle, Operator, PopPlanner, PopRequest, operators_by_extension
+from cti_cli.agent.pops import (
+    Lifecycle,
+    Operator,
+    PopPlanner,
+    PopRequest,
+    operators_by_extension,
+    rule_call,
+    screen_pop_body,
+)
 from cti_cli.agent.rule import RuleRunner
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.reconnect import (
@@ -47,9 +56,11 @@ from cti_cli.ami.reconnect import (
     ReconnectingClient,
     snapshot_channels,
 )
-from cti_cli.calls import CallEvent, CallTracker
+from cti_cli.calls import CallEvent, CallTracker, Ended
+from cti_cli.calls.tracker import DropNotice
+from cti_cli.notify.bus import BusDeliverer, bus_target
 from cti_cli.notify.outbox import Item, Outbox
-from cti_cli.notify.webhook import DeliveryResult, WebhookDeliverer, safe_url
+from cti_cli.notify.webhook import DeliveryResult, OutboxDeliverer, WebhookDeliverer, safe_url
 from cti_cli.notify.zammad import ZammadMapper, zammad_action
 from cti_cli.rules import RuleError, effective_rule
 
@@ -119,18 +130,20 @@ class Agent:
         self.clock = clock
         self.install_signals = install_signals
         self.pbx = config.agent.pbx or config.server.host or "pbx"
-        self.tracker = CallTracker(config.calls.extension_pattern)
+        self.tracker = _tracker(config)
         owners = operators_by_extension(config.teams)
         self.planner = PopPlanner(owners, config.rule.trigger, self.pbx)
         self.zammad = ZammadMapper(owners, self.pbx)
+        self._drops = DropNotice(self.tracker)
         self.directory: Directory | None = None
         self.runner: RuleRunner | None = None
         self.outbox: Outbox | None = None
-        self.deliverers: dict[str, WebhookDeliverer] = {}
+        self.deliverers: dict[str, OutboxDeliverer] = {}  # target → webhook or bus deliverer
         self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
         self._webhooks: dict[str, cfg.Webhook] = {}  # url → hook, every format
         self._labels: dict[str, str] = {}  # url → metrics label
         self._shown: dict[str, str] = {}  # url → how logs name it (no token)
+        self._bus: dict[str, cfg.Publish] = {}  # bus target (no credentials) → [[publish]]
         self._building: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._reconnect = asyncio.Event()
@@ -138,6 +151,7 @@ class Agent:
         self._stamp = _stamp(config_path)
         self._client: ReconnectingClient | None = None
         self._said_disabled = False
+        self._unfinished_checked = False
         self._lock_fd: int | None = None
         self.connected = False
         self.ami_error: str | None = None
@@ -160,10 +174,15 @@ class Agent:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        log.info("cti %s agent starting with %s", __version__, self.config_path)
+        if not self.config_path.exists():
+            log.warning("%s does not exist: running on defaults (disabled) until it does; "
+                        "create it with cti configure", self.config_path)  # fmt: skip
         self._open_outbox()
         self._setup_rule(self.config)
         self._setup_directory(self.config)
         self._setup_webhooks(self.config)
+        self._setup_publish(self.config)
         await self._start_http(self.config)
         self._resume_building()
         tasks = [
@@ -191,11 +210,12 @@ class Agent:
                 await self._client.close()
         if self._building:
             await asyncio.wait(set(self._building), timeout=max(0.0, deadline - time.monotonic()))
-        for deliverer in self.deliverers.values():
-            deliverer.stop()
+        # let requests in flight finish (a half-sent one would be sent again after restart)
         drains = [d.drain(max(0.0, deadline - time.monotonic())) for d in self.deliverers.values()]
         if drains:
             await asyncio.gather(*drains, return_exceptions=True)
+        for deliverer in self.deliverers.values():
+            deliverer.stop()
         for task in self._delivery_tasks.values():
             task.cancel()
         for task in self._delivery_tasks.values():
@@ -299,6 +319,27 @@ class Agent:
                      len(events))
         for call_event in events:
             self._handle(call_event)
+        self._end_unfinished()
+
+    def _end_unfinished(self) -> None:
+        """Once, after the first reconcile: calls the outbox shows as started before this agent
+        (re)started but never ended, and that the PBX no longer has, end now as `lost`."""
+        if self._unfinished_checked or self.outbox is None:
+            return
+        self._unfinished_checked = True
+        live = {view.call_id for view in self.tracker.active_calls()}
+        for call_id, rows in self.outbox.unfinished_calls(since=self.clock() - LIFECYCLE_TTL):
+            if call_id in live:
+                continue
+            ended = _lost_end(call_id, rows)
+            if ended is None:
+                continue
+            log.info("call %s ended while the agent was not running: ended as lost", call_id)
+            self.planner.restore(call_id)
+            if any(event == "zammad.newCall" for event, _ in rows):
+                answered = any(event == "zammad.answer" for event, _ in rows)
+                self.zammad.restore(call_id, answered=answered)
+            self._handle(ended)
 
     # ------------------------------------------------------------------ calls → outbox
 
@@ -321,12 +362,12 @@ class Agent:
             deliverer.wake()
 
     def _targets(self, event: str) -> list[str]:
-        """JSON webhooks that take `event`."""
+        """JSON webhooks and event buses that take `event`."""
         return [
             url
             for url, hook in self._webhooks.items()
             if hook.format == "json" and hook.wants(event)
-        ]
+        ] + [target for target, bus in self._bus.items() if bus.wants(event)]
 
     @property
     def _zammad_targets(self) -> list[str]:
@@ -335,12 +376,15 @@ class Agent:
     def _outbox_depths(self) -> dict[str, int]:
         if self.outbox is None:
             return {}
-        return {label: self.outbox.depth(url) for url, label in self._labels.items()}
+        depths = {label: self.outbox.depth(url) for url, label in self._labels.items()}
+        depths.update({target: self.outbox.depth(target) for target in self._bus})
+        return depths
 
     def _put_lifecycle(self, life: Lifecycle, now: float) -> None:
         targets = self._targets(life.event)
         if targets and self.outbox is not None:
-            self.outbox.put(targets, life.key, life.call_id, life.event, _dumps(life.body),
+            body = {"event": life.event, "pbx": self.pbx, **life.body}  # the same from any agent
+            self.outbox.put(targets, life.key, life.call_id, life.event, _dumps(body),
                             now=now, expires_at=now + LIFECYCLE_TTL)  # fmt: skip
 
     def _put_pop(self, pop: PopRequest, now: float) -> None:
@@ -364,10 +408,8 @@ class Agent:
         task.add_done_callback(self._building.discard)
 
     async def _build_pop(self, pop: PopRequest) -> None:
-        call = dict(pop.call)
         region = self.config.directory.region
-        call["caller_e164"] = normalize_number(call.get("caller") or "", region)
-        call["trigger"] = pop.trigger
+        call = rule_call(pop, normalize_number(pop.call.get("caller") or "", region))
         runner = self.runner
         opened: list[dict[str, Any]]
         error: str | None
@@ -383,23 +425,15 @@ class Agent:
         if error:
             self.metrics.pops.labels("rule_error").inc()
             log.warning("rule: %s", error)
-        body = {
-            "event": "screen_pop",
-            "id": pop.key,
-            "call": {k: call.get(k) for k in (
-                "call_id", "uniqueid", "caller", "caller_e164", "caller_name", "dialed",
-                "queue", "trigger",
-            )},
-            "operator": pop.operator.to_dict(),
-            "open": opened,
-        }  # fmt: skip
+        body = screen_pop_body(pop, call, opened)
         log.info("pop → %s (%s, %s) for %s %s", pop.operator.login, pop.operator.extension,
                  pop.trigger, call.get("caller") or "unknown caller", call.get("caller_name") or "",
                  extra={"event": "screen_pop", "call_id": call["call_id"],
                         "operator": pop.operator.login})  # fmt: skip
         self.pages.publish_pop(body)  # the operator's own page, webhooks or not
         if self.outbox is not None and self._targets("screen_pop"):
-            self.outbox.finish(pop.key, call["call_id"], _dumps(body))
+            sent = {"event": body["event"], "pbx": self.pbx, **body}
+            self.outbox.finish(pop.key, call["call_id"], _dumps(sent))
             for deliverer in self.deliverers.values():
                 deliverer.wake()
 
@@ -407,7 +441,7 @@ class Agent:
         """Pops accepted before a crash whose rule had not finished: run them now."""
         if self.outbox is None:
             return
-        for key, _group, _event, intent in self.outbox.building():
+        for key, _group, _event, intent in self.outbox.building(now=self.clock()):
             try:
                 data = json.loads(intent or b"{}")
                 operator = Operator(**data["operator"])
@@ -454,11 +488,43 @@ class Agent:
             deliverer = WebhookDeliverer(hook, self.outbox, target=url, on_result=self._delivered)
             self.deliverers[url] = deliverer
             self._delivery_tasks[url] = asyncio.create_task(deliverer.run(), name=f"hook {url}")
-        if not wanted:
+        if not wanted and not config.publish:
             log.info("no webhook configured: pops are computed and logged, nothing is sent")
+
+    def _setup_publish(self, config: cfg.Config) -> None:
+        """One deliverer per `[[publish]]` event bus, each an outbox target of its own."""
+        wanted: dict[str, cfg.Publish] = {}
+        for bus in config.publish:
+            target = bus_target(bus)
+            if target in wanted:
+                log.warning("[[publish]] %s is listed twice; the first entry is used", target)
+                continue
+            wanted[target] = bus
+        if wanted == self._bus:
+            return
+        for target in list(self._bus):
+            if self._bus[target] != wanted.get(target):
+                self.deliverers.pop(target).stop()
+                self._delivery_tasks.pop(target).cancel()
+        old, self._bus = self._bus, wanted
+        assert self.outbox is not None
+        for target, bus in wanted.items():
+            if target in self.deliverers and old.get(target) == bus:
+                continue
+            deliverer = BusDeliverer(bus, self.outbox, target=target, pbx=self.pbx,
+                                     on_result=self._delivered)  # fmt: skip
+            self.deliverers[target] = deliverer
+            self._delivery_tasks[target] = asyncio.create_task(deliverer.run(), name=target)
+            log.info("publishing call events and pops to %s", target)
+
+    def _shown_target(self, target: str) -> str:
+        return target if target in self._bus else self._shown.get(target, "?")
 
     def _delivered(self, result: DeliveryResult) -> None:
         self.last_outcome[result.target] = result.outcome
+        if result.target in self._bus:
+            self._published(result)
+            return
         label = self._labels.get(result.target, "?")
         self.metrics.deliveries.labels(label, result.event, result.outcome).inc()
         if result.status is not None:
@@ -470,8 +536,7 @@ class Agent:
             log.info("%s %s → %s: Zammad answered action %r (Zammad acts on it itself; cti "
                      "does not control the call)", result.event, result.key, url, action)
         if result.outcome == "delivered":
-            log.debug("%s %s → %s (%.1f ms)", result.event, result.key, url,
-                      result.latency * 1000)  # fmt: skip
+            pass  # cti.notify logs each delivery at debug level
         elif result.outcome == "retry":
             log.warning("%s %s → %s: %s; will retry", result.event, result.key, url, result.error)
         elif result.outcome == "dead":
@@ -481,10 +546,26 @@ class Agent:
             log.warning("%s %s → %s expired before it could be delivered", result.event,
                         result.key, url)  # fmt: skip
 
+    def _published(self, result: DeliveryResult) -> None:
+        self.metrics.publishes.labels(result.target, result.event, result.outcome).inc()
+        if result.outcome in ("delivered", "retry"):
+            self.metrics.publish_latency.labels(result.target).observe(result.latency)
+        if result.outcome == "retry":
+            log.warning("%s %s → %s: %s; will retry", result.event, result.key, result.target,
+                        result.error)  # fmt: skip
+        elif result.outcome == "dead":
+            log.error("%s %s → %s: %s; dead letter, not retried", result.event, result.key,
+                      result.target, result.error)  # fmt: skip
+        elif result.outcome == "expired":
+            log.warning("%s %s → %s expired before it could be published", result.event,
+                        result.key, result.target)  # fmt: skip
+
     async def _housekeeping(self) -> None:
         last_prune = 0.0
         while True:
             await asyncio.sleep(1.0)
+            if notice := self._drops.check():
+                log.warning("calls: %s", notice)
             if self.outbox is None:
                 continue
             now = self.clock()
@@ -497,7 +578,7 @@ class Agent:
     def _expired(self, item: Item) -> None:
         if item.event == "screen_pop":
             self.metrics.pops.labels("expired").inc()
-        shown = self._shown.get(item.target, "?")
+        shown = self._shown_target(item.target)
         log.warning("%s %s → %s expired undelivered", item.event, item.key, shown)
 
     # ------------------------------------------------------------------ config
@@ -512,7 +593,11 @@ class Agent:
             stamp = _stamp(self.config_path)
             if forced or stamp != self._stamp:
                 self._stamp = stamp
-                self._reload_config()
+                if stamp is None:
+                    log.error("config: %s is gone; the previous config keeps running",
+                              self.config_path)  # fmt: skip
+                else:
+                    self._reload_config()
             if self.runner is not None and (problem := self.runner.reload_if_changed()):
                 log.error("rule: %s", problem)
 
@@ -536,11 +621,14 @@ class Agent:
             self._setup_directory(new)
         if new.webhooks != old.webhooks:
             self._setup_webhooks(new)
+        if new.publish != old.publish:
+            self._setup_publish(new)
         if new.server != old.server or new.calls != old.calls:
             if (new.server.host, new.server.port) != (old.server.host, old.server.port) or (
                 new.calls != old.calls
             ):
-                self.tracker = CallTracker(new.calls.extension_pattern)
+                self.tracker = _tracker(new)
+                self._drops = DropNotice(self.tracker)
             self._reconnect.set()
         elif new.enabled != old.enabled:
             if not new.enabled:
@@ -601,13 +689,22 @@ class Agent:
         reason = None
         if not self.config.enabled:
             reason = "integration disabled"
+        elif connect_params(self.config) is None:
+            reason = "connection parameters incomplete (cti configure)"
         elif not self.connected:
             reason = f"not logged in to AMI: {self.ami_error or 'connecting'}"
         else:
-            failing = [t for t, o in self.last_outcome.items() if o == "retry"]
+            failing = [(t, o) for t, o in self.last_outcome.items() if o in ("retry", "dead")]
             if failing:
-                shown = self._shown.get(failing[0], "?")
-                reason = f"webhook {shown} is failing; deliveries wait in the outbox"
+                target, outcome = failing[0]
+                shown = self._shown_target(target)
+                what = "event bus" if target in self._bus else "webhook"
+                reason = (
+                    f"{what} {shown} is failing; deliveries wait in the outbox"
+                    if outcome == "retry"
+                    else f"{what} {shown} refused the last delivery (dead letter: cti outbox "
+                    "list --dead)"
+                )
         depth = self.outbox.depth() if self.outbox is not None else 0
         return {
             "status": "ok" if reason is None else "degraded",
@@ -626,6 +723,37 @@ class Agent:
     async def _metrics(self, request: Request) -> Response:
         return Response(200, self.metrics.render(), CONTENT_TYPE)
 
+
+
+def _tracker(config: cfg.Config) -> CallTracker:
+    return CallTracker(config.calls.extension_pattern, max_active=config.calls.max_active)
+
+
+def _lost_end(call_id: str, rows: list[tuple[str, bytes]]) -> Ended | None:
+    """An `ended` (reason lost) for a call known only from what the outbox sent of it."""
+    call: dict[str, Any] | None = None
+    rang: list[str] = []
+    answered_by: list[str] = []
+    for event, body in rows:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            continue
+        if not isinstance(data, dict) or not event.startswith("call."):
+            continue
+        call = data
+        ext = data.get("extension")
+        if event == "call.ringing" and ext and ext not in rang:
+            rang.append(ext)
+        if event == "call.answered" and ext and ext not in answered_by:
+            answered_by.append(ext)
+    if call is None:
+        return None
+    return Ended(
+        call_id, str(call.get("uniqueid") or call_id), str(call.get("caller") or ""),
+        str(call.get("caller_name") or ""), str(call.get("dialed") or ""), call.get("queue"),
+        None, bool(answered_by), tuple(answered_by), tuple(rang), "lost", None,
+    )  # fmt: skip
 
 
 class StateDirBusy(Exception):

@@ -44,8 +44,9 @@ class AMIDecoder:
     """Turns a stream of AMI bytes into messages: ``msgs = decoder.feed(data)``.
 
     ``max_message`` bounds one message (and the banner line); a longer one raises
-    ``ProtocolError`` instead of buffering without limit. After a ``ProtocolError``
-    the stream is out of sync: close the connection.
+    ``ProtocolError`` instead of buffering without limit — after the complete messages
+    before it (its neighbours in the same read) have been returned. After a
+    ``ProtocolError`` the stream is out of sync: close the connection.
     """
 
     def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE, *, expect_banner: bool = True):
@@ -95,7 +96,9 @@ class AMIDecoder:
             pending += data
             if not self._has_end(pending):
                 self._searched = len(pending)
-                self._check_size(len(pending))
+                if len(pending) > self.max_message:
+                    self._error = self._oversize(len(pending), ended=False)
+                    pending.clear()
                 return []
             buf = bytes(pending)
             pending.clear()
@@ -120,15 +123,22 @@ class AMIDecoder:
         return self._split_fast(buf)
 
     # -- internals ------------------------------------------------------------
-    def _oversize(self) -> ProtocolError:
-        return ProtocolError(
-            f"AMI message larger than {self.max_message} bytes without an end; "
-            "the peer is not speaking AMI or the stream is corrupt"
+    def _oversize(self, size: int, *, ended: bool) -> ProtocolError:
+        limit = self.max_message
+        what = (
+            f"an AMI message of {size} bytes (ended), larger than {limit} bytes"
+            if ended
+            else f"an AMI message larger than {limit} bytes without its end (blank line)"
         )
+        return ProtocolError(f"{what}; the peer is not speaking AMI or the stream is corrupt")
 
-    def _check_size(self, size: int) -> None:
-        if size > self.max_message:
-            raise self._oversize()
+    def _too_big(self, size: int, *, ended: bool) -> bool:
+        """Past the limit: remember the error (raised once the neighbours are delivered)."""
+        if size <= self.max_message:
+            return False
+        if self._error is None:
+            self._error = self._oversize(size, ended=ended)
+        return True
 
     def _has_end(self, pending: bytearray) -> bool:
         if self._in_banner:
@@ -139,8 +149,7 @@ class AMIDecoder:
         return _TERMINATOR.search(pending, max(0, self._searched - 2)) is not None
 
     def _keep(self, tail: bytes) -> None:
-        if len(tail) > self.max_message:
-            self._error = self._oversize()
+        if self._too_big(len(tail), ended=False):
             return
         self._pending += tail
         self._searched = len(tail)
@@ -157,7 +166,8 @@ class AMIDecoder:
             return buf
         if line.endswith(b"\r"):
             line = line[:-1]
-        self._check_size(len(line))
+        if self._too_big(len(line), ended=True):
+            return b""
         self.banner = line.decode("utf-8", "replace")
         if line.startswith(_BANNER_PREFIX):
             version = line[len(_BANNER_PREFIX) :].split()
@@ -167,8 +177,11 @@ class AMIDecoder:
     def _split_fast(self, buf: bytes) -> list[Message]:
         parts = buf.split(b"\n\r\n")
         tail = parts.pop()
-        if len(buf) > self.max_message and any(len(p) > self.max_message for p in parts):
-            self._check_size(self.max_message + 1)
+        if len(buf) > self.max_message:
+            for i, part in enumerate(parts):
+                if self._too_big(len(part), ended=True):
+                    parts, tail = parts[:i], b""  # the neighbours before it still count
+                    break
         if tail:
             self._keep(tail)
         if b"" in parts or b"\r" in parts:  # stray blank lines between messages
@@ -192,7 +205,8 @@ class AMIDecoder:
                 end = _END_COMMAND.search(buf, pos)
                 if end is None:
                     break
-                self._check_size(end.start() - pos)
+                if self._too_big(end.start() - pos, ended=True):
+                    return msgs
                 msgs.append(_follows_message(buf[pos : end.start()]))
                 pos = end.end()
                 continue
@@ -202,7 +216,8 @@ class AMIDecoder:
             raw = buf[pos : term.start()]
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
-            self._check_size(len(raw))
+            if self._too_big(len(raw), ended=True):
+                return msgs
             msgs.append(Message(raw))
             pos = term.end()
         if pos < size:

@@ -91,6 +91,8 @@ class ReconnectingClient:
 
     ``on_connect(client)`` is awaited after every successful login, before any event of that
     connection is yielded; an ``AMIError`` from it fails the connection (closed, backoff, retry).
+    The backoff starts over only after a connection stayed up ``healthy_after`` seconds: a peer
+    that accepts the login and then sends garbage is retried ever more slowly, not every second.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class ReconnectingClient:
         backoff_max: float = 60.0,
         jitter: float = 0.2,
         client_factory: Callable[[], AMIClient] = AMIClient,
+        healthy_after: float = 30.0,
     ) -> None:
         self.params = params
         self.on_state = on_state
@@ -110,6 +113,7 @@ class ReconnectingClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.jitter = jitter
+        self.healthy_after = healthy_after
         self._factory = client_factory
         self._client: AMIClient | None = None
         self._stopped = asyncio.Event()
@@ -165,8 +169,9 @@ class ReconnectingClient:
                 await self._drop()
                 raise
             else:
-                attempt = 0
                 self._notify("connected")
+                loop = asyncio.get_running_loop()
+                since = loop.time()
                 try:
                     async for event in client.events():
                         yield event
@@ -174,6 +179,8 @@ class ReconnectingClient:
                     self._notify("error", error=exc.describe())
                 finally:
                     await self._drop()
+                if loop.time() - since >= self.healthy_after:
+                    attempt = 0  # it was a good connection: the next try comes quickly
             if self._stopped.is_set():
                 break
             delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max, self.jitter)

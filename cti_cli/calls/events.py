@@ -116,3 +116,4 @@ class CallView:
     ringing: tuple[str, ...]
     talking: tuple[str, ...]
     started: str | None
+    uniqueid: str = ""  # the caller channel's: the key of the call's CDR rows

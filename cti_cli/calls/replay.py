@@ -7,15 +7,22 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing, Transferred
-from cti_cli.calls.sources import read_events
+from cti_cli.calls.sources import Damaged, read_events
 from cti_cli.calls.tracker import CallTracker
 
 
-def replay(stream: BinaryIO, extension_pattern: str | None = None) -> Iterator[CallEvent]:
-    """Call events of a recorded AMI stream, in order (raises `ReplayInputError` on garbage)."""
-    tracker = CallTracker(extension_pattern)
+def replay(
+    stream: BinaryIO,
+    extension_pattern: str | None = None,
+    damaged: Damaged | None = None,
+    tracker: CallTracker | None = None,
+) -> Iterator[CallEvent]:
+    """Call events of a recorded AMI stream, in order. Damaged messages are skipped and told
+    to `damaged(where, why)`; input that is no recording raises `ReplayInputError`."""
+    if tracker is None:
+        tracker = CallTracker(extension_pattern)
     feed = tracker.feed
-    for event in read_events(stream):
+    for event in read_events(stream, damaged):
         yield from feed(event)
 
 

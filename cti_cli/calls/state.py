@@ -42,6 +42,7 @@ class Call:
         "seq",
         "start_ts",
         "talking",
+        "touched",
     )
 
     def __init__(self, call_id: str, caller_uid: str, seq: int) -> None:
@@ -64,3 +65,4 @@ class Call:
         self.dial_status = ""
         self.emitted = False
         self.aliases: list[str] = []  # other keys (Linkedids) that now point at this call
+        self.touched = 0  # the tracker's event count when an event last concerned this call

@@ -34,6 +34,13 @@ When a call ends
     `answered` when an operator answered or a non-operator, non-Local party (a trunk, a mobile)
     answered a dial of the call. See `outcome.end_reason` for the reason ladder.
 
+Bounded state
+    Hangups can be missed (a filtered stream, a flood of `Newchannel` that never hang up), so the
+    tracker never holds more than `max_active` calls: past that the oldest call is dropped and
+    counted in `evicted`. A call with no event for `idle_expiry` seconds — by the events' own
+    `Timestamp`s, so a replay behaves as live — is dropped and counted in `expired`. Either way
+    a dropped call ends with reason `lost`, like a call that ended while disconnected.
+
 Call pickup
     `*8` / directed pickup (Asterisk 12+): the picker dials in as the caller of a call of its own,
     answers, and is then moved into the ringing call. The AMI `Pickup` event (Channel = picker,
@@ -56,6 +63,7 @@ Catching up after a (re)connect
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 from cti_cli.calls.events import (
@@ -88,6 +96,10 @@ _STATE_BY_DESC = {
     "Pre-ring": "9",
 }
 _ENDED_MEMORY = 8192  # recently ended call keys kept to ignore their stragglers
+DEFAULT_MAX_ACTIVE = 20_000  # calls held at once; the oldest is dropped past this
+DEFAULT_IDLE_EXPIRY = 6 * 3600.0  # seconds (event time) without an event: the call is dropped
+_SWEEP_EVERY = 64  # handled events between looks at the clock of the stream
+_MARK_SECONDS = 60.0  # stream time between two (event count, time) marks
 
 
 def _state_of(ev: Event, prefix: str = "") -> str | None:
@@ -152,8 +164,25 @@ def _start_from_durations(call: Call, now: str, listed: Mapping[str, Event]) -> 
 class CallTracker:
     """Turns a stream of AMI events into call events; see the module docstring for the rules."""
 
-    def __init__(self, extension_pattern: str | None = None) -> None:
+    def __init__(
+        self,
+        extension_pattern: str | None = None,
+        *,
+        max_active: int = DEFAULT_MAX_ACTIVE,
+        idle_expiry: float = DEFAULT_IDLE_EXPIRY,
+    ) -> None:
+        if max_active < 1:
+            raise ValueError(f"max_active must be at least 1, got {max_active}")
         self._ext = ExtensionMatcher(extension_pattern)
+        self.max_active = max_active
+        self.idle_expiry = idle_expiry
+        self.evicted = 0  # calls dropped because more than max_active were in progress
+        self.expired = 0  # calls dropped after idle_expiry seconds without an event
+        self._live: dict[Call, None] = {}  # calls in progress, oldest first
+        self._tick = 0  # handled events so far: calls remember the last that touched them
+        self._next_sweep = _SWEEP_EVERY
+        self._marks: deque[tuple[int, float]] = deque()  # (tick, event time), oldest first
+        self._cutoff = 0  # calls touched before this tick were last seen idle_expiry ago
         self._chans: dict[str, Chan] = {}
         self._names: dict[str, str] = {}  # channel name -> Uniqueid (old dialects talk in names)
         self._calls: dict[str, Call] = {}  # call id (or alias after a merge) -> call
@@ -210,6 +239,9 @@ class CallTracker:
             return []
         out: list[CallEvent] = []
         handler(event, out)
+        self._tick += 1
+        if len(self._live) > self.max_active or self._tick >= self._next_sweep:
+            self._housekeep(event, out)
         return out
 
     def reconcile(
@@ -247,6 +279,7 @@ class CallTracker:
                     if chan is not None and uid == chan.call.caller_uid:
                         chan.call.queue = chan.call.queue or _queue_of(entry)
                 else:
+                    chan.call.touched = self._tick  # Asterisk says it is still there
                     self._apply_state(chan, _state_of(ev), ev, out)
             for uid in [uid for uid in self._chans if uid not in listed]:
                 self._forget(self._chans.pop(uid))  # hung up while we were away
@@ -256,6 +289,7 @@ class CallTracker:
                     self._end(call, stamp, out, lost=True)
                 elif id(call) not in before and now is not None:
                     _start_from_durations(call, now, listed)
+            self._evict(stamp, out)
         finally:
             self._reconciling = False
         return out
@@ -276,6 +310,7 @@ class CallTracker:
                 ringing=tuple(call.ringing),
                 talking=tuple(call.talking),
                 started=call.start_ts,
+                uniqueid=call.caller_uid,
             )
         return list(views.values())
 
@@ -337,8 +372,51 @@ class CallTracker:
     def _new_call(self, key: str) -> Call:
         self._seq += 1
         call = Call(key, key, self._seq)
+        call.touched = self._tick
         self._calls[key] = call
+        self._live[call] = None
         return call
+
+    # ------------------------------------------------------------------ bounded state
+
+    def _housekeep(self, ev: Event, out: Out) -> None:
+        self._evict(ev, out)
+        if self._tick >= self._next_sweep:
+            self._next_sweep = self._tick + _SWEEP_EVERY
+            self._expire(ev, out)
+
+    def _evict(self, ev: Event, out: Out) -> None:
+        """Past `max_active` calls, drop the oldest (a flood of calls that never hang up)."""
+        while len(self._live) > self.max_active:
+            self.evicted += 1
+            self._drop(next(iter(self._live)), ev, out)
+
+    def _expire(self, ev: Event, out: Out) -> None:
+        """Drop the calls with no event for `idle_expiry` seconds of the stream's own time."""
+        try:
+            now = float(ev.get("Timestamp", ""))
+        except ValueError:
+            return  # no Timestamp headers (timestampevents=no): only max_active bounds
+        marks = self._marks
+        if not marks or now - marks[-1][1] >= _MARK_SECONDS:
+            marks.append((self._tick, now))
+        while len(marks) > 1 and now - marks[1][1] >= self.idle_expiry:
+            marks.popleft()
+        tick, when = marks[0]
+        if now - when < self.idle_expiry or tick <= self._cutoff:
+            return
+        self._cutoff = tick
+        for call in [c for c in self._live if c.touched < tick]:
+            self.expired += 1
+            self._drop(call, ev, out)
+
+    def _drop(self, call: Call, ev: Event, out: Out) -> None:
+        """Stop following `call`: its channels are forgotten and it ends `lost`."""
+        for chan in list(call.chans.values()):
+            if self._chans.get(chan.uid) is chan:
+                del self._chans[chan.uid]
+            self._forget(chan)
+        self._end(call, ev, out, lost=True)
 
     def _observe(self, ev: Event, out: Out) -> Chan | None:
         """The event's own channel (Uniqueid/Channel), created on first sight.
@@ -356,7 +434,10 @@ class CallTracker:
         if chan is None:
             chan = self._get(uid, ev.get("Channel", ""), ev.get("Linkedid"), None, ev)
             if chan is not None:
+                chan.call.touched = self._tick
                 self._apply_state(chan, _state_of(ev), ev, out)
+        else:
+            chan.call.touched = self._tick
         return chan
 
     def _apply_state(self, chan: Chan, st: str | None, ev: Event, out: Out) -> None:
@@ -376,6 +457,7 @@ class CallTracker:
             name = ev.get("DestChannel") or ev.get("Destination") or ""
             chan = self._get(uid, name, ev.get("DestLinkedid"), parent, ev, "Dest")
             if chan is not None:
+                chan.call.touched = self._tick
                 self._apply_state(chan, _state_of(ev, "Dest"), ev, out)
         if chan is None or parent is None or chan.call is parent:
             return chan
@@ -503,6 +585,8 @@ class CallTracker:
         if keep.queue is None:
             keep.queue = gone.queue
         keep.abandoned = keep.abandoned or gone.abandoned
+        keep.touched = max(keep.touched, gone.touched)
+        self._live.pop(gone, None)
         for key in (gone.call_id, *gone.aliases):
             self._calls[key] = keep
             keep.aliases.append(key)
@@ -539,6 +623,7 @@ class CallTracker:
 
     def _end(self, call: Call, ev: Event, out: Out, lost: bool = False) -> None:
         self._emit_end(call, ev, out, lost)
+        self._live.pop(call, None)
         for key in (call.call_id, *call.aliases):
             if self._calls.get(key) is call:
                 del self._calls[key]
@@ -824,3 +909,24 @@ class CallTracker:
         chan.local = new.startswith("Local/")
         if chan.talk_ext is None and chan.ring_ext is None:
             chan.ext = self._ext.extension(new)
+
+
+class DropNotice:
+    """When to tell the user that `tracker` has started dropping calls (`evicted`, `expired`):
+    at the first drop and at every tenfold after it. Pure: the caller prints or logs the line."""
+
+    def __init__(self, tracker: CallTracker) -> None:
+        self.tracker = tracker
+        self._next = 1
+
+    def check(self) -> str | None:
+        t = self.tracker
+        dropped = t.evicted + t.expired
+        if dropped < self._next:
+            return None
+        self._next = dropped * 10
+        return (
+            f"stopped following {dropped} call(s) that never hung up: {t.evicted} dropped as the "
+            f"oldest past [calls] max_active = {t.max_active}, {t.expired} silent for "
+            f"{t.idle_expiry / 3600:g} h; they end as lost"
+        )

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cti_cli.cdr.recordings import open_inside
+from cti_cli.cdr.recordings import RecordingsFolder
 
 MAX_SUFFIX = 9999
 
@@ -41,8 +41,21 @@ def _create_new(dest_dir: Path, name: str) -> tuple[int, Path]:
     raise CopyError(f"{dest_dir} already holds {name} and {MAX_SUFFIX} numbered copies of it")
 
 
-def copy_recording(source: Path, dest_dir: Path) -> Copied:
-    """Copy `source` (an already located, inside-the-folder recording) into `dest_dir`."""
+def copy_recording(
+    source: Path,
+    dest_dir: Path,
+    folder: RecordingsFolder | None = None,
+    rel: str | None = None,
+) -> Copied:
+    """Copy `source` (an already located, inside-the-folder recording) into `dest_dir`.
+
+    The source is opened again from the recordings `folder`'s fd at `rel` (the path `locate`
+    found it at), never by its path name: a folder on the way swapped for a symlink since it was
+    located is refused. Without `folder`, `source`'s own folder is the one held open.
+    """
+    if folder is None or rel is None:
+        with RecordingsFolder(source.parent) as own:
+            return copy_recording(source, dest_dir, own, source.name)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -50,7 +63,7 @@ def copy_recording(source: Path, dest_dir: Path) -> Copied:
     if not dest_dir.is_dir():
         raise CopyError(f"{dest_dir} is not a folder")
     try:
-        src_fd = open_inside(source)
+        src_fd, _ = folder.open(rel, follow=False)
     except OSError as exc:
         raise CopyError(f"cannot read {source}: {exc.strerror}") from None
     with os.fdopen(src_fd, "rb") as src:

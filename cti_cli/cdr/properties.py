@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cti_cli.files import read_small
+
+PROPERTIES_SIZE_LIMIT = 4 << 20
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
 _WHITESPACE = " \t\f"
 
@@ -20,7 +23,7 @@ class PropertiesError(Exception):
 def read_properties(path: Path) -> dict[str, str]:
     """Key → value for every entry in the file; a later duplicate key wins, as in Java."""
     try:
-        raw = path.read_bytes()
+        raw = read_small(path, PROPERTIES_SIZE_LIMIT)  # a FIFO or /dev/zero is refused
     except FileNotFoundError:
         raise PropertiesError(f"{path} does not exist") from None
     except IsADirectoryError:

@@ -32,10 +32,17 @@ def agent(
 ) -> None:
     """Run the service: follow calls, run the rule, deliver screen pops and call events."""
     from cti_cli.agent import logs
+    from cti_cli.agent.rule import compile_rule
     from cti_cli.agent.service import Agent, StateDirBusy
     from cti_cli.notify.outbox import OutboxError
+    from cti_cli.rules import RuleError, effective_rule
 
     config = load_config(ctx)
+    rule = effective_rule(config.rule.script)
+    try:
+        compile_rule(rule)  # a rule that cannot run is refused now, not found on the first call
+    except RuleError as exc:
+        fail(f"{exc}; fix [rule] script (cti rule test tries it)", EXIT_USAGE)
     logs.setup(logging.DEBUG if verbose else logging.INFO, log_format.value)
     service = Agent(state(ctx).config_path, config)
     try:

@@ -52,15 +52,20 @@ def _register() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
     from cti_cli.cli import (  # noqa: F401
         agent_cmd,
-        outbox_cmd,
         configure,
+        demo_cmd,
+        events_cmd,
+        operator_cmd,
+        outbox_cmd,
         records,
         replay,
         rule_cmd,
         show,
+        status_cmd,
         switch,
         teams,
         watch,
+        webhooks_cmd,
     )
 
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from cti_cli import config as cfg
+from cti_cli.textsafe import printable, shorten
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, emoji=False)  # `:smile:` in a caller name stays as written
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -23,6 +26,7 @@ class State:
     """Global options, kept on the typer context."""
 
     config_path: Path
+    edit_lock: cfg.EditLock | None = None
 
 
 def state(ctx: typer.Context) -> State:
@@ -32,19 +36,25 @@ def state(ctx: typer.Context) -> State:
     return root.obj
 
 
+def plain(text: str, style: str = "") -> Text:
+    """Hostile text (caller names, file names, a peer's error) ready to print: control
+    characters escaped (`textsafe.printable`), rich markup shown as written."""
+    return Text(printable(text), style=style)
+
+
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print one line to stderr and exit: the only way commands report a user-facing failure."""
-    err_console.print(f"cti: {message}", markup=False, soft_wrap=True)
+    err_console.print(f"cti: {printable(shorten(message))}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def say(message: str) -> None:
     """One plain line to stdout: no markup, never wrapped (scripts grep these lines)."""
-    console.print(message, markup=False, soft_wrap=True, highlight=False)
+    console.print(printable(message), markup=False, soft_wrap=True, highlight=False)
 
 
 def warn(message: str) -> None:
-    err_console.print(message, markup=False, soft_wrap=True, style="yellow")
+    err_console.print(printable(shorten(message)), markup=False, soft_wrap=True, style="yellow")
 
 
 def _load(ctx: typer.Context, *, effective: bool) -> cfg.Config:
@@ -55,7 +65,7 @@ def _load(ctx: typer.Context, *, effective: bool) -> cfg.Config:
         return cfg.load(path) if effective else cfg.load_file(path)
     except cfg.ConfigError as exc:
         for line in exc.problems[:-1]:
-            err_console.print(f"cti: {line}", markup=False, soft_wrap=True)
+            err_console.print(f"cti: {printable(shorten(line))}", markup=False, soft_wrap=True)
         fail(exc.problems[-1], EXIT_USAGE)
 
 
@@ -65,13 +75,39 @@ def load_config(ctx: typer.Context) -> cfg.Config:
 
 
 def load_config_for_edit(ctx: typer.Context) -> cfg.Config:
-    """The file exactly as written, for commands that change it and save it back."""
+    """The file exactly as written, for commands that change it and save it back.
+
+    Takes the config's edit lock first and holds it until `save_config` (or the end of the
+    command): a parallel edit waits instead of overwriting this one's update or losing its own.
+    """
+    st = state(ctx)
+    if st.edit_lock is None:
+        try:
+            st.edit_lock = cfg.lock_for_edit(st.config_path)
+        except cfg.ConfigLocked as exc:
+            fail(exc.problems[-1])
+        except OSError as exc:
+            fail(f"cannot lock {st.config_path} for editing: {exc.strerror}; "
+                 "check the folder exists and is writable")  # fmt: skip
+        ctx.find_root().call_on_close(_release_lock(st))
     return _load(ctx, effective=False)
 
 
+def _release_lock(st: State) -> Callable[[], None]:
+    def release() -> None:
+        lock, st.edit_lock = st.edit_lock, None
+        if lock is not None:
+            lock.release()
+
+    return release
+
+
 def save_config(ctx: typer.Context, config: cfg.Config) -> None:
-    path = state(ctx).config_path
+    st = state(ctx)
+    path = st.config_path
     try:
         cfg.save(path, config)
     except OSError as exc:
         fail(f"cannot write {path}: {exc.strerror}; check the folder exists and is writable")
+    finally:
+        _release_lock(st)()

@@ -171,7 +171,17 @@ def _check_cafile(path: str) -> None:
 
 
 def _read_password_stdin() -> str:
-    line = sys.stdin.readline()
+    """The first line of stdin, read as bytes: a text layer with universal newlines would
+    silently cut a password at a CR (which `server.password` then refuses, as AMI would)."""
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is None:
+        line = sys.stdin.readline()
+    else:
+        raw = binary.readline(1 << 16)
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            fail("--password-stdin: the password is not UTF-8 text", EXIT_USAGE)
     password = line.removesuffix("\n").removesuffix("\r")
     if not password:
         fail("--password-stdin: stdin gave an empty password; pipe the password in", EXIT_USAGE)

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from cti_cli.ami.reconnect import ConnectionState
 from cti_cli.calls import Answered, CallEvent, CallTracker, CallView, Ended
+from cti_cli.textsafe import printable
 
 FADE_SECONDS = 5.0
 RECENT_MAX = 8
@@ -40,6 +41,12 @@ def who(number: str, name: str) -> str:
     return f"{number} {name}".strip() if name else number or "?"
 
 
+def _cells(values: Iterable[str]) -> list[Text]:
+    """Table cells from PBX strings: as `Text` (a caller name `[red]` is not markup) with
+    control characters escaped (an `ESC[2J` in a caller-ID name must not reach the terminal)."""
+    return [Text(printable(value)) for value in values]
+
+
 class CallBoard:
     """What the operator's terminal shows; fed call events, drawn on a timer."""
 
@@ -54,7 +61,7 @@ class CallBoard:
         self.recent: deque[_Finished] = deque(maxlen=RECENT_MAX)
 
     def set_connection(self, state: ConnectionState, now: float) -> None:
-        self.connection = str(state)
+        self.connection = printable(str(state))  # an error may quote the peer's bytes
         self.connection_style = {"connected": "green", "error": "red"}.get(state.state, "yellow")
 
     def record(self, events: Iterable[CallEvent], now: float) -> None:
@@ -77,25 +84,27 @@ class CallBoard:
         self._age_out(now)
         active = self.tracker.active_calls()
         status = Text.assemble(
-            ("AMI ", "bold"), self.server, "  ", (self.connection, self.connection_style),
+            ("AMI ", "bold"), printable(self.server), "  ",
+            (self.connection, self.connection_style),
             f"   {len(active)} active call{'s' if len(active) != 1 else ''}",
         )  # fmt: skip
-        table = Table("caller", "dialled", "queue", "state", "operators", "time", expand=True)
+        table = Table("caller", "dialled", "queue", "state", "operators", "time", "uniqueid",
+                      expand=True)  # fmt: skip
         live_ids = {view.call_id for view in active}
         for stale in self._first_seen.keys() - live_ids:  # calls the tracker dropped silently
             del self._first_seen[stale]
             self._answered_at.pop(stale, None)
         for view in active:
             started = self._first_seen.setdefault(view.call_id, now)
-            table.add_row(*self._active_row(view, now - started))
+            table.add_row(*_cells(self._active_row(view, now - started)))
         for done in self._fading.values():
-            table.add_row(*self._ended_row(done), style="dim")
+            table.add_row(*_cells(self._ended_row(done)), style="dim")
         parts: list[RenderableType] = [status, table]
         if self.recent:
-            recent = Table("recent", "dialled", "outcome", "operators", "talk", box=None,
-                           show_header=True, header_style="dim")  # fmt: skip
+            recent = Table("recent", "dialled", "outcome", "operators", "talk", "uniqueid",
+                           box=None, show_header=True, header_style="dim")  # fmt: skip
             for done in self.recent:
-                recent.add_row(*self._ended_row(done)[:1], *self._recent_cells(done))
+                recent.add_row(*_cells((*self._ended_row(done)[:1], *self._recent_cells(done))))
             parts.append(recent)
         return Group(*parts)
 
@@ -107,7 +116,7 @@ class CallBoard:
             state, operators = "ringing", ", ".join(view.ringing)
         return (
             who(view.caller, view.caller_name), view.dialed, view.queue or "", state, operators,
-            clock(age),
+            clock(age), view.uniqueid,
         )  # fmt: skip
 
     @staticmethod
@@ -117,16 +126,17 @@ class CallBoard:
         state = "ended: lost (while disconnected)" if e.reason == LOST else f"ended: {e.reason}"
         return (
             who(e.caller, e.caller_name), e.dialed, e.queue or "", state, operators,
-            clock(done.ended_at - done.started_at),
+            clock(done.ended_at - done.started_at), e.uniqueid,
         )  # fmt: skip
 
     @staticmethod
     def _recent_cells(done: _Finished) -> tuple[str, ...]:
         e = done.event
+        operators = ", ".join(e.answered_by) or ", ".join(e.rang)
         if e.reason == LOST:  # its end was not seen: it lasted at most until we were back
             outcome = "answered, then lost" if e.answered else "lost"
             talk = f"≤{clock(e.duration)}" if e.duration is not None else ""
-            return e.dialed, outcome, ", ".join(e.answered_by) or ", ".join(e.rang), talk
+            return e.dialed, outcome, operators, talk, e.uniqueid
         outcome = "answered" if e.answered else f"missed ({e.reason})"
         if e.duration is not None:
             talk = clock(e.duration)
@@ -134,4 +144,4 @@ class CallBoard:
             talk = clock(done.ended_at - done.answered_at)
         else:
             talk = ""
-        return e.dialed, outcome, ", ".join(e.answered_by) or ", ".join(e.rang), talk
+        return e.dialed, outcome, operators, talk, e.uniqueid

@@ -14,8 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cti_cli.cli.app import app
-from cti_cli.cli.common import console, load_config, state
+from cti_cli.cli.common import console, load_config, plain, state
 from cti_cli.config import SECRET_MASK, Config
+from cti_cli.notify.bus import bus_target
 from cti_cli.rules import RuleError, effective_rule, read_rule
 
 
@@ -44,22 +45,90 @@ def page_data(config: Config, path: Path) -> dict[str, Any]:
         "cdr": config.cdr.model_dump(),
         "calls": config.calls.model_dump(),
         "webhooks": [
-            {"url": w.url, "secret": masked(w.secret.get_secret_value()), "format": w.format}
+            {
+                "url": mask_url(w.url, zammad=w.format == "zammad"),
+                "secret": masked(w.secret.get_secret_value()),
+                "secret_file": w.secret_file,
+                "format": w.format,
+                "events": w.events,
+                "timeout": w.timeout,
+            }
             for w in config.webhooks
         ],
+        "publish": [
+            {
+                "url": mask_url(b.url),
+                "target": bus_target(b),
+                "stream": b.stream,
+                "subject": b.subject,
+                "events": b.events,
+                "timeout": b.timeout,
+            }
+            for b in config.publish
+        ],
+        "directory": _directory(config),
+        "agent": _agent(config),
         "status": config.status.model_dump(),
     }
+
+
+def mask_url(url: str, *, zammad: bool = False) -> str:
+    """A URL with its credentials masked: user:password@, query values, and for Zammad the
+    token that ends its path (`/api/v1/cti/<token>`)."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return SECRET_MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:{SECRET_MASK}@{host}"
+    path = parts.path
+    if zammad and "/" in path.rstrip("/"):
+        path = path.rstrip("/").rpartition("/")[0] + "/" + SECRET_MASK
+    query = "&".join(
+        f"{k}={v if _placeholder(v) else SECRET_MASK}" for k, v in parse_qsl(parts.query, True)
+    )
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def _placeholder(value: str) -> bool:
+    """`{e164}`: a directory URL placeholder, not a secret."""
+    return value.startswith("{") and value.endswith("}") and value[1:-1].isidentifier()
+
+
+def _agent(config: Config) -> dict[str, Any]:
+    data = config.agent.model_dump()
+    if data.get("lease"):
+        data["lease"] = mask_url(data["lease"])  # redis://:password@host
+    return data
+
+
+def _directory(config: Config) -> dict[str, Any]:
+    data = config.directory.model_dump()
+    source = data["source"] or ""
+    if source.startswith(("http://", "https://")):
+        # placeholders stay readable; only credentials are hidden
+        data["source"] = mask_url(source)
+    data["headers"] = {
+        k: v if v.startswith("{file:") and v.endswith("}") else SECRET_MASK
+        for k, v in data["headers"].items()
+    }
+    return data
 
 
 def teams_table(config: Config) -> Table:
     table = Table("team", "login", "name", "extensions", expand=False)
     for team in config.teams:
         if not team.members:
-            table.add_row(team.name, Text("(no members)", style="dim"), "", "")
+            table.add_row(plain(team.name), Text("(no members)", style="dim"), "", "")
         for i, member in enumerate(team.members):
             table.add_row(
-                team.name if i == 0 else "", member.login, member.name, ", ".join(member.extensions)
-            )
+                plain(team.name if i == 0 else ""), plain(member.login), plain(member.name),
+                ", ".join(member.extensions),
+            )  # fmt: skip
     return table
 
 
@@ -68,7 +137,7 @@ def _kv(rows: list[tuple[str, str]]) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     for key, value in rows:
-        grid.add_row(key, Text(value))
+        grid.add_row(key, plain(value))
     return grid
 
 
@@ -115,9 +184,24 @@ def render(data: dict[str, Any]) -> list[RenderableType]:
     teams: RenderableType = (
         teams_table_from(data["teams"]) if data["teams"] else Text("(no teams)", style="dim")
     )
-    hooks = Table("url", "secret", "format")
+    hooks = Table("url", "secret", "format", "events")
     for w in data["webhooks"]:
-        hooks.add_row(w["url"], w["secret"] or "(none)", w["format"])
+        secret = w["secret"] or (f"file {w['secret_file']}" if w["secret_file"] else "(none)")
+        events = ", ".join(w["events"]) if w["events"] else "all"
+        hooks.add_row(plain(w["url"]), plain(secret), w["format"], events)
+    directory = data["directory"]
+    agent = data["agent"]
+    service = _kv([
+        ("directory", _unset(directory["source"])), ("region", directory["region"]),
+        ("listen", agent["listen"]), ("admin listen", _unset(agent["admin_listen"])),
+        ("state dir", _unset(agent["state_dir"])), ("pop ttl", f"{agent['pop_ttl']:g} s"),
+        ("lease", _unset(agent.get("lease")) + (f" (ttl {agent['lease_ttl']:g} s)"
+                                                if agent.get("lease") else "")),
+    ])  # fmt: skip
+    buses = Table("url", "stream", "subject", "events")
+    for b in data.get("publish", []):
+        events = ", ".join(b["events"]) if b["events"] else "all"
+        buses.add_row(plain(b["url"]), plain(b["stream"]), plain(b["subject"]), events)
     cdr = data["cdr"]
     records = _kv([
         ("dbaccess", _unset(cdr["dbaccess"])), ("recordings", cdr["recordings_dir"]),
@@ -133,6 +217,12 @@ def render(data: dict[str, Any]) -> list[RenderableType]:
             title="Webhooks",
             title_align="left",
         ),
+        Panel(
+            buses if data.get("publish") else Text("(none)", style="dim"),
+            title="Event bus",
+            title_align="left",
+        ),
+        Panel(service, title="Agent and directory", title_align="left"),
         Panel(records, title="Call records", title_align="left"),
     ]
 

@@ -30,10 +30,12 @@ from cti_cli.ami.reconnect import (
     snapshot_channels,
 )
 from cti_cli.calls import CallEvent, CallTracker
+from cti_cli.calls.tracker import DropNotice
 from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_USAGE, console, err_console, fail, load_config
 from cti_cli.cli.live_calls import CallBoard
 from cti_cli.config import Config
+from cti_cli.textsafe import printable
 
 REFRESH_SECONDS = 0.5
 
@@ -97,7 +99,8 @@ def event_json(event: Message) -> str:
 
 
 def event_text(event: Message) -> str:
-    return "\n".join(f"{name}: {value}" for name, value in event.headers) + "\n"
+    """A raw AMI event for the terminal: its values made printable (they are callers' data)."""
+    return "\n".join(printable(f"{name}: {value}") for name, value in event.headers) + "\n"
 
 
 @app.command()
@@ -128,17 +131,29 @@ def watch(
         if events:
             asyncio.run(_tail_events(params, match, json_out))
         elif json_out:
-            asyncio.run(_call_events_json(params, config.calls.extension_pattern))
+            asyncio.run(_call_events_json(params, _tracker(config)))
         else:
-            asyncio.run(_live_board(params, config.calls.extension_pattern))
+            asyncio.run(_live_board(params, _tracker(config)))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:  # a bad calls.extension_pattern
         fail(str(exc), EXIT_USAGE)
 
 
+def _tracker(config: Config) -> CallTracker:
+    return CallTracker(config.calls.extension_pattern, max_active=config.calls.max_active)
+
+
+def _warn_drops(notice: DropNotice) -> None:
+    if line := notice.check():
+        err_console.print(f"cti watch: warning: {line}", markup=False, style="yellow",
+                          soft_wrap=True)  # fmt: skip
+
+
 def _state_to_stderr(state: ConnectionState) -> None:
-    err_console.print(f"cti watch: {state}", markup=False, style="dim", soft_wrap=True)
+    err_console.print(
+        f"cti watch: {printable(str(state))}", markup=False, style="dim", soft_wrap=True
+    )
 
 
 def reconciler(
@@ -159,8 +174,9 @@ def reconciler(
             if not warned:
                 warned = True
                 err_console.print(
-                    f"cti watch: cannot list the active channels ({exc}); calls that ended "
-                    "while disconnected stay shown until they end", markup=False, style="yellow",
+                    f"cti watch: cannot list the active channels ({printable(str(exc))}); calls "
+                    "that ended while disconnected stay shown until they end", markup=False,
+                    style="yellow",
                     soft_wrap=True,
                 )  # fmt: skip
             return
@@ -182,14 +198,15 @@ async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool)
         await client.close()
 
 
-async def _call_events_json(params: ConnectParams, pattern: str | None) -> None:
-    tracker = CallTracker(pattern)
+async def _call_events_json(params: ConnectParams, tracker: CallTracker) -> None:
     out = sys.stdout
+    notice = DropNotice(tracker)
 
     def emit(call_events: list[CallEvent]) -> None:
         for call_event in call_events:
             out.write(call_event.to_json() + "\n")
         out.flush()
+        _warn_drops(notice)
 
     client = ReconnectingClient(
         params, on_state=_state_to_stderr, on_connect=reconciler(tracker, emit)
@@ -202,19 +219,24 @@ async def _call_events_json(params: ConnectParams, pattern: str | None) -> None:
         await client.close()
 
 
-async def _live_board(params: ConnectParams, pattern: str | None) -> None:
-    tracker = CallTracker(pattern)
+async def _live_board(params: ConnectParams, tracker: CallTracker) -> None:
     board = CallBoard(tracker, server=f"{params.host}:{params.port}")
+    notice = DropNotice(tracker)
+
+    def record(call_events: list[CallEvent]) -> None:
+        board.record(call_events, time.monotonic())
+        _warn_drops(notice)
+
     client = ReconnectingClient(
         params,
         on_state=lambda state: board.set_connection(state, time.monotonic()),
-        on_connect=reconciler(tracker, lambda events: board.record(events, time.monotonic())),
+        on_connect=reconciler(tracker, record),
     )
 
     async def pump() -> None:
         async for event in client.events():
             if call_events := tracker.feed(event):
-                board.record(call_events, time.monotonic())
+                record(call_events)
 
     with Live(board.render(time.monotonic()), console=console, auto_refresh=False,
               transient=False) as live:  # fmt: skip

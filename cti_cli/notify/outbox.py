@@ -310,12 +310,16 @@ class Outbox:
 
     # ------------------------------------------------------------ reading
 
-    def building(self) -> list[tuple[str, str, str, bytes | None]]:
-        """(key, group, event, intent) of each message still building, oldest first."""
+    def building(self, *, now: float | None = None) -> list[tuple[str, str, str, bytes | None]]:
+        """(key, group, event, intent) of each message still building, oldest first; with
+        `now`, only those not yet expired (an old pop is not worth a rule run at start)."""
+        live = "" if now is None else " AND expires_at > ?"
         with self._guard() as db:
             rows = db.execute(
                 "SELECT key, grp, event, MAX(intent) FROM items"
-                " WHERE state = 'pending' AND body IS NULL GROUP BY key, grp ORDER BY MIN(id)"
+                f" WHERE state = 'pending' AND body IS NULL{live} GROUP BY key, grp"
+                " ORDER BY MIN(id)",
+                () if now is None else (now,),
             ).fetchall()
         return [(k, g, e, None if i is None else bytes(i)) for k, g, e, i in rows]
 
@@ -432,6 +436,37 @@ class Outbox:
             raise ValueError(f"cannot purge {state!r} rows")
         with self._write() as db:
             return db.execute("DELETE FROM items WHERE state = ?", (state,)).rowcount
+
+    def unfinished_calls(self, *, since: float) -> list[tuple[str, list[tuple[str, bytes]]]]:
+        """Calls (groups) with `call.*` or `zammad.*` rows since `since` but no ending row
+        (`call.ended` / `zammad.hangup`): the agent stopped before it saw them end. Each with its
+        (event, body) rows, oldest first, so the caller can tell how far the call got."""
+        with self._guard() as db:
+            found = db.execute(
+                "SELECT grp, event, body FROM items WHERE created >= ? AND body IS NOT NULL"
+                " AND (event LIKE 'call.%' OR event LIKE 'zammad.%') AND grp NOT IN"
+                " (SELECT grp FROM items WHERE event IN ('call.ended', 'zammad.hangup'))"
+                " ORDER BY id",
+                (since,),
+            ).fetchall()
+        calls: dict[str, list[tuple[str, bytes]]] = {}
+        seen: set[tuple[str, str, bytes]] = set()
+        for group, event, body in found:
+            mark = (str(group), str(event), bytes(body))
+            if mark not in seen:  # one row per target: keep each message once
+                seen.add(mark)
+                calls.setdefault(str(group), []).append((str(event), bytes(body)))
+        return list(calls.items())
+
+    def counts_since(self, event: str, since: float) -> dict[str, int]:
+        """Rows of `event` created since `since`, by state (e.g. pops today)."""
+        with self._guard() as db:
+            found = db.execute(
+                "SELECT state, COUNT(*) FROM items WHERE event = ? AND created >= ?"
+                " GROUP BY state",
+                (event, since),
+            ).fetchall()
+        return {str(state): int(count) for state, count in found}
 
     def oldest_pending(self) -> float | None:
         with self._guard() as db:

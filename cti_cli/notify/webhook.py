@@ -136,38 +136,42 @@ async def _read_some(response: httpx.Response) -> bytes:
 POLL_SECONDS = 2.0
 
 
-class WebhookDeliverer:
+HOLD_SECONDS = 0.2  # how often a gated (standby) deliverer looks whether it may deliver
+
+
+class OutboxDeliverer:
+    """The delivery loop shared by every kind of target (webhooks, event buses): one target's
+    outbox rows, in order per call, ``concurrency`` calls at once, retries with backoff.
+    Subclasses implement ``deliver(item)`` and report through ``_delivered_ok``/``_retry``/
+    ``_dead``/``_report``.
+
+    ``gate``: when set and it returns False (a standby agent not holding the lease), nothing is
+    handed out, expired or sent; rows wait in the outbox until it returns True."""
+
     def __init__(
         self,
-        webhook: Webhook,
         outbox: Outbox,
         *,
         target: str,
-        pbx_agent_version: str = cti_cli.__version__,
+        shown: str,
         clock: Callable[[], float] = time.time,
-        client: httpx.AsyncClient | None = None,
         concurrency: int = 8,
         on_result: Callable[[DeliveryResult], None] | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 300.0,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.webhook = webhook
         self.outbox = outbox
         self.target = target
-        self.url = webhook.url
-        # Zammad's endpoint carries its token in the path: show only where it goes
-        self.shown_url = safe_url(webhook.url) if webhook.format == "json" else host_of(webhook.url)
-        self._user_agent = f"cti/{pbx_agent_version}"
+        self.shown_url = shown
+        self.gate = gate
         self._clock = clock
-        self._client = client
-        self._own_client = client is None
         self._concurrency = concurrency
         self._on_result = on_result
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        self._timeout = httpx.Timeout(webhook.timeout)
         self._rng = random.Random()
         self._inflight: dict[str, asyncio.Task[DeliveryResult]] = {}
         self._kick = asyncio.Event()
@@ -208,10 +212,11 @@ class WebhookDeliverer:
         return len(self._inflight)
 
     async def aclose(self) -> None:
-        """Close the HTTP client if the deliverer made it (``run`` does this on its way out)."""
-        if self._own_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        """Release the connection (``run`` does this on its way out)."""
+
+    async def deliver(self, item: Item) -> DeliveryResult:
+        """Send one row now and record the outcome in the outbox (``run`` calls this)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ the loop
 
@@ -239,6 +244,8 @@ class WebhookDeliverer:
 
     def _step(self) -> float | None:
         """Expire, start what is due; how long to sleep (None: until woken)."""
+        if self.gate is not None and not self.gate():
+            return HOLD_SECONDS
         now = self._clock()
         for item in self.outbox.expire(now=now, target=self.target):
             self._report(item, "expired", None, 0.0, "expired before delivery")
@@ -283,6 +290,107 @@ class WebhookDeliverer:
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, Exception):
                 log.warning("%s: delivery failed: %s", self.shown_url, _describe(outcome))
+
+    # ------------------------------------------------------------ outcomes
+
+    def _retry(
+        self,
+        item: Item,
+        wave: int,
+        status: int | None,
+        latency: float,
+        error: str,
+        wait: float | None,
+    ) -> DeliveryResult:
+        now = self._clock()
+        delay = wait if wait is not None else self._backoff(item.attempts)
+        self.outbox.retry(item.id, next_at=now + delay, error=error)
+        if wave == self._wave:  # the first failure of this wave of requests
+            self._wave += 1
+            self._failures += 1
+        pause = wait if wait is not None else self._backoff(self._failures - 1)
+        self._paused_until = max(self._paused_until, now + pause)
+        return self._report(item, "retry", status, latency, error)
+
+    def _dead(self, item: Item, status: int | None, latency: float, reason: str) -> DeliveryResult:
+        self._failures = 0
+        self.outbox.dead(item.id, reason=reason, now=self._clock())
+        return self._report(item, "dead", status, latency, reason)
+
+    def _backoff(self, attempt: int) -> float:
+        """``backoff_initial · 2^attempt``, capped, minus up to a quarter at random."""
+        base = min(self._backoff_max, self._backoff_initial * 2.0 ** min(max(attempt, 0), 60))
+        return base * (1.0 - 0.25 * self._rng.random())
+
+    def _report(
+        self,
+        item: Item,
+        outcome: Outcome,
+        status: int | None,
+        latency: float,
+        error: str | None,
+        answer: bytes = b"",
+    ) -> DeliveryResult:
+        result = DeliveryResult(
+            self.target, item.key, item.event, outcome, status, latency, error, answer
+        )
+        level = logging.WARNING if outcome == "dead" else logging.DEBUG
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "%s %s %s → %s%s%s",
+                self.shown_url,
+                item.event,
+                item.key,
+                outcome,
+                f" (HTTP {status})" if status is not None else "",
+                f": {error}" if error else "",
+            )
+        if self._on_result is not None:
+            try:
+                self._on_result(result)
+            except Exception:
+                log.exception("on_result callback failed for %s", item.key)
+        return result
+
+
+class WebhookDeliverer(OutboxDeliverer):
+    """Signed HTTP POSTs to one webhook."""
+
+    def __init__(
+        self,
+        webhook: Webhook,
+        outbox: Outbox,
+        *,
+        target: str,
+        pbx_agent_version: str = cti_cli.__version__,
+        clock: Callable[[], float] = time.time,
+        client: httpx.AsyncClient | None = None,
+        concurrency: int = 8,
+        on_result: Callable[[DeliveryResult], None] | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 300.0,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
+        # Zammad's endpoint carries its token in the path: show only where it goes
+        shown = safe_url(webhook.url) if webhook.format == "json" else host_of(webhook.url)
+        super().__init__(
+            outbox, target=target, shown=shown, clock=clock, concurrency=concurrency,
+            on_result=on_result, backoff_initial=backoff_initial, backoff_max=backoff_max,
+            gate=gate,
+        )  # fmt: skip
+        self.webhook = webhook
+        self.url = webhook.url
+        self._user_agent = f"cti/{pbx_agent_version}"
+        self._client = client
+        self._own_client = client is None
+        self._timeout = httpx.Timeout(webhook.timeout)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the deliverer made it (``run`` does this on its way out)."""
+        if self._own_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
     # ------------------------------------------------------------ one request
 
@@ -361,35 +469,6 @@ class WebhookDeliverer:
             return self._retry(item, wave, status, latency, reason, wait)
         return self._dead(item, status, latency, reason)
 
-    def _retry(
-        self,
-        item: Item,
-        wave: int,
-        status: int | None,
-        latency: float,
-        error: str,
-        wait: float | None,
-    ) -> DeliveryResult:
-        now = self._clock()
-        delay = wait if wait is not None else self._backoff(item.attempts)
-        self.outbox.retry(item.id, next_at=now + delay, error=error)
-        if wave == self._wave:  # the first failure of this wave of requests
-            self._wave += 1
-            self._failures += 1
-        pause = wait if wait is not None else self._backoff(self._failures - 1)
-        self._paused_until = max(self._paused_until, now + pause)
-        return self._report(item, "retry", status, latency, error)
-
-    def _dead(self, item: Item, status: int | None, latency: float, reason: str) -> DeliveryResult:
-        self._failures = 0
-        self.outbox.dead(item.id, reason=reason, now=self._clock())
-        return self._report(item, "dead", status, latency, reason)
-
-    def _backoff(self, attempt: int) -> float:
-        """``backoff_initial · 2^attempt``, capped, minus up to a quarter at random."""
-        base = min(self._backoff_max, self._backoff_initial * 2.0 ** min(max(attempt, 0), 60))
-        return base * (1.0 - 0.25 * self._rng.random())
-
     def _make_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             http1=True,
@@ -403,34 +482,3 @@ class WebhookDeliverer:
                 keepalive_expiry=30.0,
             ),
         )
-
-    def _report(
-        self,
-        item: Item,
-        outcome: Outcome,
-        status: int | None,
-        latency: float,
-        error: str | None,
-        answer: bytes = b"",
-    ) -> DeliveryResult:
-        result = DeliveryResult(
-            self.target, item.key, item.event, outcome, status, latency, error, answer
-        )
-        level = logging.WARNING if outcome == "dead" else logging.DEBUG
-        if log.isEnabledFor(level):
-            log.log(
-                level,
-                "%s %s %s → %s%s%s",
-                self.shown_url,
-                item.event,
-                item.key,
-                outcome,
-                f" (HTTP {status})" if status is not None else "",
-                f": {error}" if error else "",
-            )
-        if self._on_result is not None:
-            try:
-                self._on_result(result)
-            except Exception:
-                log.exception("on_result callback failed for %s", item.key)
-        return result

@@ -70,6 +70,10 @@ class ZammadMapper:
                 out.append(self._make(event, "hangup", {"cause": hangup_cause(event)}))
         return out
 
+    def restore(self, call_id: str, *, answered: bool) -> None:
+        """Zammad was told of this call before a restart (newCall sent)."""
+        self._calls[call_id] = _Call(new_call=True, answered=answered)
+
     def _make(self, event: CallEvent, name: str, extra: dict[str, Any]) -> ZammadEvent:
         body: dict[str, Any] = {
             "event": name,

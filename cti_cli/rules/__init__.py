@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cti_cli.files import read_small
+
+RULE_SIZE_LIMIT = 1 << 20
+
 
 class RuleError(Exception):
     """The rule file is missing, unreadable or does not compile."""
@@ -16,7 +20,7 @@ class RuleError(Exception):
 def read_rule(path: Path) -> str:
     """Return the rule's source text once it is known to compile."""
     try:
-        source = path.read_text(encoding="utf-8")
+        source = read_small(path, RULE_SIZE_LIMIT).decode("utf-8")  # never a FIFO or a device
     except FileNotFoundError:
         raise RuleError(
             f"rule script {path} does not exist; give the path of a Python file"

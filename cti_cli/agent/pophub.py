@@ -1,0 +1,337 @@
+"""Per-operator pop hub: what each operator's page is told, in order, resumable.
+
+Every operator has a feed: a ring buffer of events (`pop` — a screen pop for them; `call` — a
+call that reached them ended: answered or missed, talk time) with ids that only grow (seeded from
+the clock in milliseconds, so they keep growing across restarts), and their last 20 calls.
+A page's server-sent-events stream gets, on connect, a `hello` (who, the last calls) and then:
+with `Last-Event-ID`, every buffered event after it (nothing lost, nothing repeated); without,
+the events of the last `pop_ttl` seconds (a reload mid-call shows the pop again). Then live
+events as they are published, and a keep-alive comment every 15 s.
+
+The feeds are kept in `<state_dir>/operator-pages.json` (0600, atomic) so a restart keeps the
+history and honours a `Last-Event-ID` from before it. No network I/O here: the HTTP handler
+turns a `Subscription` into bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing
+
+log = logging.getLogger("cti.agent.pages")
+
+RING = 200  # events kept per operator for resuming
+RESUME_WINDOW = 3600.0  # seconds an event stays resumable
+HISTORY = 20  # calls shown per operator
+KEEPALIVE = 15.0
+QUEUE_LIMIT = 1000  # a stream that falls this far behind is closed (the page reconnects)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    kind: str  # "pop" | "call"
+    at: float
+    data: dict[str, Any]
+
+    def sse(self) -> bytes:
+        return sse_frame(self.kind, self.data, self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "at": self.at, "data": self.data}
+
+
+def sse_frame(event: str, data: Any, event_id: int | None = None) -> bytes:
+    """One server-sent event; the JSON is a single line (newlines inside strings are escaped)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {text}\n\n".encode()
+
+
+@dataclass
+class _Feed:
+    events: deque[Entry] = field(default_factory=lambda: deque(maxlen=RING))
+    history: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    subscribers: set[Subscription] = field(default_factory=set)
+
+
+@dataclass
+class _Live:
+    """A call that reached at least one team member, until it ends."""
+
+    started: float
+    # extension → (agent clock, PBX timestamp or None) when it answered
+    answered_at: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+
+
+class Subscription:
+    """One open stream: what to replay first, then live entries from the queue."""
+
+    def __init__(self, hub: PopHub, login: str, replay: list[Entry]) -> None:
+        self.hub = hub
+        self.login = login
+        self.replay = replay
+        self.queue: asyncio.Queue[Entry | None] = asyncio.Queue()
+        self.closed = False
+
+    def push(self, entry: Entry) -> None:
+        if self.closed:
+            return
+        if self.queue.qsize() >= QUEUE_LIMIT:
+            self.close()
+            return
+        self.queue.put_nowait(entry)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put_nowait(None)
+        self.hub.unsubscribe(self)
+
+
+class PopHub:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        keepalive: float = KEEPALIVE,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.keepalive = keepalive
+        self._feeds: dict[str, _Feed] = {}
+        self._live: dict[str, _Live] = {}
+        self._last_id = 0
+        self._load()
+        self._last_id = max(self._last_id, int(clock() * 1000))
+
+    # ------------------------------------------------------------------ publishing
+
+    def _feed(self, login: str) -> _Feed:
+        feed = self._feeds.get(login)
+        if feed is None:
+            feed = self._feeds[login] = _Feed()
+        return feed
+
+    def _append(self, login: str, kind: str, data: dict[str, Any]) -> Entry:
+        self._last_id += 1
+        now = self.clock()
+        entry = Entry(self._last_id, kind, now, data)
+        feed = self._feed(login)
+        while feed.events and feed.events[0].at < now - RESUME_WINDOW:
+            feed.events.popleft()
+        feed.events.append(entry)
+        for sub in list(feed.subscribers):
+            sub.push(entry)
+        return entry
+
+    def publish_pop(self, login: str, data: dict[str, Any]) -> Entry | None:
+        """A screen pop for `login` (`data["id"]` is the pop's delivery key: a pop rebuilt
+        after a restart is not published twice)."""
+        feed = self._feed(login)
+        key = data.get("id")
+        if key is not None and any(e.kind == "pop" and e.data.get("id") == key
+                                   for e in feed.events):  # fmt: skip
+            return None
+        entry = self._append(login, "pop", data)
+        self._save()
+        return entry
+
+    def call_event(self, event: CallEvent, owners: Mapping[str, Any]) -> None:
+        """Follow a call (owners: extension → operator with `.login`); when it ends, every team
+        member it reached gets a `call` event and a history line: answered or missed."""
+        now = self.clock()
+        if isinstance(event, Ringing | Answered):
+            if event.extension not in owners and event.call_id not in self._live:
+                return
+            live = self._live.get(event.call_id)
+            if live is None:
+                live = self._live[event.call_id] = _Live(now)
+            if isinstance(event, Answered):
+                live.answered_at.setdefault(event.extension, (now, _event_time(event)))
+            return
+        if not isinstance(event, Ended):
+            return
+        live = self._live.pop(event.call_id, None)
+        reached: dict[str, list[str]] = {}
+        for ext in (*event.rang, *event.answered_by):
+            owner = owners.get(ext)
+            if owner is not None and ext not in reached.setdefault(owner.login, []):
+                reached[owner.login].append(ext)
+        if not reached:
+            return
+        end_time = _event_time(event)
+        started = live.started if live else now - (event.duration or 0)
+        for login, exts in reached.items():
+            answered = [e for e in exts if e in event.answered_by]
+            talk: float | None = None
+            if answered:
+                marks = [live.answered_at[e] for e in answered if live and e in live.answered_at]
+                if marks:
+                    clock_at, pbx_at = min(marks)
+                    if pbx_at is not None and end_time is not None:
+                        talk = max(0.0, end_time - pbx_at)
+                    else:
+                        talk = max(0.0, now - clock_at)
+            data = {
+                "call_id": event.call_id,
+                "caller": event.caller,
+                "caller_name": event.caller_name,
+                "dialed": event.dialed,
+                "queue": event.queue,
+                "extension": exts[0],
+                "answered": bool(answered),
+                "talk": round(talk) if talk is not None else None,
+                "reason": event.reason,
+                "started": round(started, 3),
+                "ended": round(now, 3),
+            }
+            feed = self._feed(login)
+            feed.history = [h for h in feed.history if h.get("call_id") != event.call_id]
+            feed.history.insert(0, data)
+            del feed.history[HISTORY:]
+            self._append(login, "call", data)
+        self._save()
+
+    # ------------------------------------------------------------------ reading
+
+    def history(self, login: str) -> list[dict[str, Any]]:
+        feed = self._feeds.get(login)
+        return list(feed.history) if feed else []
+
+    def entries(self, login: str) -> list[Entry]:
+        feed = self._feeds.get(login)
+        return list(feed.events) if feed else []
+
+    def subscribe(self, login: str, last_id: int | None, ttl: float) -> Subscription:
+        """Register a stream and say what it must replay, in one step (no gap, no repeat)."""
+        feed = self._feed(login)
+        buffered = list(feed.events)
+        if last_id is not None and last_id <= self._last_id:
+            replay = [e for e in buffered if e.id > last_id]
+        else:  # a fresh page, or an id this hub never gave: what is still current
+            since = self.clock() - ttl
+            replay = [e for e in buffered if e.at >= since]
+        sub = Subscription(self, login, replay)
+        feed.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        feed = self._feeds.get(sub.login)
+        if feed is not None:
+            feed.subscribers.discard(sub)
+
+    def subscribers(self, login: str) -> int:
+        feed = self._feeds.get(login)
+        return len(feed.subscribers) if feed else 0
+
+    async def stream(
+        self,
+        sub: Subscription,
+        hello: dict[str, Any],
+        still_valid: Callable[[], bool],
+        check_every: float = 1.0,
+    ) -> AsyncIterator[bytes]:
+        """The bytes of one SSE stream; ends when `still_valid()` turns false (rotated token,
+        operator removed from the teams) or the client goes away."""
+        try:
+            yield b"retry: 2000\n\n" + sse_frame("hello", hello)
+            for old in sub.replay:
+                yield old.sse()
+            sub.replay = []
+            quiet = 0.0
+            while not sub.closed:
+                try:
+                    async with asyncio.timeout(check_every):
+                        entry = await sub.queue.get()
+                except TimeoutError:
+                    if not still_valid():
+                        return
+                    quiet += check_every
+                    if quiet >= self.keepalive:
+                        quiet = 0.0
+                        yield b": keep-alive\n\n"
+                    continue
+                if entry is None or not still_valid():
+                    return
+                quiet = 0.0
+                yield entry.sse()
+        finally:
+            sub.close()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> None:
+        if self.path is None:
+            return
+        try:
+            data = json.loads(self.path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("operator pages: cannot read %s (%s); starting empty", self.path, exc)
+            return
+        try:
+            self._last_id = int(data.get("last_id", 0))
+            since = self.clock() - RESUME_WINDOW
+            for login, saved in dict(data.get("operators", {})).items():
+                feed = self._feed(str(login))
+                for item in saved.get("events", []):
+                    entry = Entry(int(item["id"]), str(item["kind"]), float(item["at"]),
+                                  dict(item["data"]))  # fmt: skip
+                    if entry.at >= since:
+                        feed.events.append(entry)
+                feed.history = [dict(h) for h in saved.get("history", [])][:HISTORY]
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("operator pages: %s is damaged (%s); starting empty", self.path, exc)
+            self._feeds.clear()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "version": 1,
+            "last_id": self._last_id,
+            "operators": {
+                login: {
+                    "events": [e.to_json() for e in feed.events],
+                    "history": feed.history,
+                }
+                for login, feed in self._feeds.items()
+                if feed.events or feed.history
+            },
+        }
+        raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        folder = self.path.parent
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                handle.write(raw)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("operator pages: cannot save %s: %s", self.path, exc.strerror)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+
+def _event_time(event: CallEvent) -> float | None:
+    try:
+        return float(event.time) if event.time else None
+    except ValueError:
+        return None

@@ -1,0 +1,58 @@
+"""Reading a small file that a user named: only a regular file, and only so much of it.
+
+A FIFO given as the config would block `open()` forever; `/dev/zero` would be read until the
+kernel kills us. `read_small` opens without blocking, refuses whatever is not a regular file and
+stops reading past `limit` bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class NotRegularFile(OSError):
+    """The path names a FIFO, a device or a socket; `strerror` says which."""
+
+
+class FileTooLarge(OSError):
+    """The file holds more than the limit; `strerror` says how much is allowed."""
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+
+
+def read_small(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file at `path` (symlinks followed), at most `limit` of them.
+
+    Raises `FileNotFoundError`, `IsADirectoryError`, `NotRegularFile`, `FileTooLarge` or any
+    other `OSError` of opening and reading; none of them blocks.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+            raise NotRegularFile(errno.EINVAL, f"is {kind}, not a regular file", str(path))
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 16, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise FileTooLarge(errno.EFBIG, f"is larger than {_size(limit)}", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
