@@ -796,27 +796,40 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         await streamer
         sampler.cancel()
         rss.append((time.perf_counter() - t0, agent.memory_info().rss / 2**20, cpu_seconds(agent)))
-        deadline = time.perf_counter() + args.drain
+        ended = time.perf_counter()
+        deadline = ended + args.drain
         wanted = expected_counts(args, pbx)
         while time.perf_counter() < deadline and any(
             len(receiver.keys.get(event, ())) < n for event, n in wanted.items()
         ):
             await asyncio.sleep(0.05)
+        drained = time.perf_counter() - ended
+        # the floor must not share the core with an agent still catching up
+        busy = 1.0
+        while busy > 0.05 and time.perf_counter() < deadline:
+            before, at = cpu_seconds(agent), time.perf_counter()
+            await asyncio.sleep(1.0)
+            busy = (cpu_seconds(agent) - before) / (time.perf_counter() - at)
         progress.cancel()
+        floor_agent_cpu = float("nan")
         if args.floor_duration > 0 and receiver.pop_body:
             body_file = folder / "pop.json"
             body_file.write_bytes(receiver.pop_body)
             cmd = [sys.executable, __file__, "--floor-client", str(hook_port), str(args.rate),
                    str(args.floor_duration), str(body_file)]  # fmt: skip
+            before, at = cpu_seconds(agent), time.perf_counter()
             floor_proc = await asyncio.create_subprocess_exec(*cmd)
             if pin:
                 psutil.Process(floor_proc.pid).cpu_affinity([cpus - 1])
             await floor_proc.wait()
+            floor_agent_cpu = (cpu_seconds(agent) - before) / (time.perf_counter() - at)
         outbox = folder / "state" / "outbox.sqlite3"
         outbox_mib = sum(p.stat().st_size for p in outbox.parent.glob("outbox.sqlite3*")) / 2**20
         result = summarize(args, pbx, receiver, rss, outbox_mib,
                            agent_cpu=(cpu1 - cpu0) / (t1 - t0),
                            bench_cpu=(bench1 - bench0) / (t1 - t0), window=t1 - t0)  # fmt: skip
+        result["drain_s"] = drained
+        result["agent_cpu_during_floor_percent"] = 100 * floor_agent_cpu
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -996,6 +1009,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| triggers written behind unsent bytes (agent not reading) | "
         f"{r['triggers_behind_unsent_bytes']} (max buffer {r['pbx_max_write_buffer']:,} B) | |",
         f"| outbox on disk at the end | {r['outbox_mib']:.1f} MiB | |",
+        f"| last delivery after the last AMI message; agent CPU during the floor | "
+        f"{r['drain_s']:.1f} s; {r['agent_cpu_during_floor_percent']:.1f} % | |",
     ]  # fmt: skip
     return "\n".join(rows)
 
@@ -1013,7 +1028,7 @@ def main() -> None:
     parser.add_argument("--floor-duration", type=float, default=30.0,
                         help="seconds of bare POSTs after the calls (0: none)")  # fmt: skip
     parser.add_argument("--rss-every", type=float, default=5.0, help="RSS sample period, s")
-    parser.add_argument("--drain", type=float, default=30.0,
+    parser.add_argument("--drain", type=float, default=120.0,
                         help="seconds to wait for the last deliveries")  # fmt: skip
     parser.add_argument("--progress", type=float, default=10.0, help="progress line period, s")
     parser.add_argument("--coalesce", action="store_true",

@@ -32,8 +32,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cti_cli.config_path import default_path as default_path  # re-exported
 from cti_cli.files import read_small
 
 DEFAULT_RECORDINGS_DIR = Path("/var/spool/asterisk/monitor")
@@ -306,45 +306,19 @@ class Config(_Block):
         return owners
 
 
-class _EnvOverlay(BaseSettings, Config):
-    """`Config` with `CTI_*` environment variables taking precedence over the file."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
-    )
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (_FileThenEnv(settings_cls, init_settings, env_settings),)
+def _environment_applies() -> bool:
+    """Whether a `CTI_<key>` variable names a config key: only then is the environment laid
+    over the file (config_env.py), so pydantic-settings (40 ms to import) is loaded only then."""
+    keys = {f"CTI_{name.upper()}" for name in Config.model_fields}
+    return any(var.upper().split("__", 1)[0] in keys for var in os.environ)
 
 
-class _FileThenEnv(PydanticBaseSettingsSource):
-    """The file's data with the environment laid over it, list items included:
-    `CTI_WEBHOOKS__0__SECRET` patches the first `[[webhooks]]` of the file (systemd gives
-    secrets per item), where pydantic-settings alone would replace the whole list."""
+def _effective(data: dict[str, Any]) -> Config:
+    if not _environment_applies():
+        return Config.model_validate(data)
+    from cti_cli.config_env import EnvOverlay
 
-    def __init__(
-        self,
-        settings_cls: type[BaseSettings],
-        file: PydanticBaseSettingsSource,
-        env: PydanticBaseSettingsSource,
-    ) -> None:
-        super().__init__(settings_cls)
-        self.file = file
-        self.env = env
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return _overlay(self.file(), self.env(), "CTI")
+    return EnvOverlay(**data)
 
 
 def _overlay(base: dict[str, Any], env: dict[str, Any], where: str) -> dict[str, Any]:
@@ -377,12 +351,7 @@ def _overlay(base: dict[str, Any], env: dict[str, Any], where: str) -> dict[str,
 # ---------------------------------------------------------------- paths
 
 
-def default_path() -> Path:
-    """`$CTI_CONFIG`, else `$XDG_CONFIG_HOME/cti/cti.toml` (`~/.config/cti/cti.toml`)."""
-    if env := os.environ.get("CTI_CONFIG"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "cti" / "cti.toml"
+# default_path lives in config_path.py (no pydantic there): `cti` needs it before any command
 
 
 # ---------------------------------------------------------------- reading
@@ -425,7 +394,7 @@ def load_file(path: Path) -> Config:
 def load(path: Path) -> Config:
     """The effective config: the file overlaid with `CTI_*` environment variables, and the
     secrets that `*_file` keys point at read in."""
-    config = _validate(path, lambda data: _EnvOverlay(**data), _read_toml(path))
+    config = _validate(path, _effective, _read_toml(path))
     resolve_secret_files(config, path.name)
     return config
 
@@ -477,7 +446,7 @@ def resolve_secret_files(config: Config, filename: str) -> None:
 
 def with_environment(config: Config) -> Config:
     """Overlay `CTI_*` environment variables on an in-memory config (e.g. one about to be saved)."""
-    return _EnvOverlay(**to_toml_dict(config))
+    return _effective(to_toml_dict(config))
 
 
 def permission_warning(path: Path) -> str | None:

@@ -133,7 +133,7 @@ def cmd_build(_: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (
@@ -161,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     phone.add_argument("mode", choices=("answer", "noanswer", "busy"))
     phone.add_argument("--answer-after", type=float, default=1.0)
     phone.set_defaults(func=cmd_phone)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except LabUnavailable as exc:

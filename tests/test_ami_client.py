@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from needs import unavailable
 
 from cti_cli.ami.check import check_server
 from cti_cli.ami.client import AMIClient
@@ -475,7 +476,7 @@ async def test_backoff_starts_over_after_a_healthy_connection() -> None:
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
+        unavailable("openssl not installed (apt-get install openssl)")
     d = tmp_path_factory.mktemp("tls")
     ca_key, ca, key, csr, cert = (d / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem"))
     run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
@@ -558,11 +559,19 @@ async def test_check_server_user_without_call_read_is_permission_denied() -> Non
 
 @aio
 async def test_slow_consumer_gets_every_event_through_back_pressure() -> None:
+    """A consumer that stalls makes the client stop reading the socket (pause_reading): the
+    PBX's burst stays in the PBX's own send buffer, nothing piles up in cti, nothing is lost.
+    Without the pause the client would slurp the whole burst into memory at once."""
+    count, pad = 8000, "x" * 1000  # 8 MB: more than the kernel's socket buffers hold
+    held_back: list[int] = []
+
     async def burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_login(reader, writer)
         writer.write(reply(await read_action(reader), Ping="Pong"))
-        for i in range(300):
-            writer.write(wire({"Event": "VarSet", "Value": str(i)}))
+        for i in range(count):
+            writer.write(wire({"Event": "VarSet", "Value": str(i), "Pad": pad}))
+        await asyncio.sleep(0.5)  # the consumer is stalled all this time
+        held_back.append(writer.transport.get_write_buffer_size())
         await writer.drain()
         await asyncio.sleep(10)
 
@@ -573,15 +582,84 @@ async def test_slow_consumer_gets_every_event_through_back_pressure() -> None:
         async def consume() -> None:
             async for event in client.events():
                 got.append(int(event["Value"]))
-                await asyncio.sleep(0)
-                if len(got) == 300:
+                if len(got) == 1:
+                    await asyncio.sleep(0.8)  # a slow consumer: stalls on the first event
+                if len(got) == count:
                     break
 
         consumer = asyncio.create_task(consume())
         await asyncio.sleep(0)
         await client.action("Ping")  # the server starts its burst after this
         await consumer
-        assert got == list(range(300)) and client.dropped_events == 0
+        assert got == list(range(count)) and client.dropped_events == 0
+        # cti stopped reading: megabytes still waited at the PBX while the consumer stalled
+        assert held_back and held_back[0] > 1_000_000, held_back
+        await client.close()
+
+
+@aio
+async def test_keepalive_does_not_blame_the_peer_for_our_slow_consumer() -> None:
+    """Issue 11 item 8: while a slow consumer keeps reading paused, the Ping reply waits unread
+    behind the backlog. That is our delay, not the peer's: no "did not answer Ping", no
+    reconnect, every event arrives."""
+    count, pad = 6000, "x" * 1000  # 6 MB: more than the socket buffers hold
+
+    async def burst_and_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_login(reader, writer)
+        writer.write(reply(await read_action(reader), Ping="Pong"))
+        for i in range(count):
+            writer.write(wire({"Event": "VarSet", "Value": str(i), "Pad": pad}))
+        while True:  # answer every keepalive Ping: behind the burst, as Asterisk would
+            writer.write(reply(await read_action(reader), Ping="Pong"))
+
+    async with FakeAMI(burst_and_answer) as server:
+        client = await logged_in(server.port, max_queued_events=5)
+        client.start_keepalive(0.05, timeout=0.2)
+        got: list[int] = []
+
+        async def consume() -> None:
+            async for event in client.events():
+                got.append(int(event["Value"]))
+                if len(got) in (1, 3000):
+                    await asyncio.sleep(1.0)  # stalls: five ping timeouts each
+                if len(got) == count:
+                    break
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0)
+        await client.action("Ping")  # the server starts its burst after this
+        await consumer
+        assert got == list(range(count)) and client.connected
+        await client.ping(timeout=1)  # and the connection still works
+        await client.close()
+
+
+@aio
+async def test_a_silent_peer_is_still_dead_after_a_pause_of_ours() -> None:
+    """The pause does not make a dead peer immortal: once reading resumes and nothing comes
+    within the timeout, Ping fails."""
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_login(reader, writer)
+        writer.write(b"".join(wire({"Event": "VarSet", "Value": str(i)}) for i in range(20)))
+        await asyncio.sleep(10)
+
+    async with FakeAMI(deaf) as server:
+        client = await logged_in(server.port, max_queued_events=5)
+        events = client.events()
+        await anext(events)  # reading paused: the consumer holds back
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ping = asyncio.create_task(client.ping(timeout=0.3))
+        await asyncio.sleep(0.6)
+        assert not ping.done()  # paused: not the peer's fault
+        async for _ in events:  # drain; reading resumes and then nothing arrives
+            if client._queued == 0 and not client._batches:
+                break
+        with pytest.raises(ConnectionLost, match="did not answer Ping"):
+            await ping
+        assert loop.time() - started < 2.0
+        await events.aclose()
         await client.close()
 
 

@@ -119,7 +119,7 @@ def test_answered_queue_call_rows_recording_and_copy(lab: Lab, cti: Cti, tmp_pat
     assert rec["seconds"] > 0 and rec["audio"].startswith("PCM")
 
     assert call["answered"] and call["answered_by"] == ["101"]
-    assert call["caller_name"] == CALLER_NAME and call["dialled"] == "200"
+    assert call["caller_name"] == CALLER_NAME and call["dialed"] == "200"
     assert call["recording"] == "present"
 
     text = cti("recordings", call["uniqueid"])
@@ -173,7 +173,7 @@ def test_ring_group_answered_by_103(lab: Lab, cti: Cti) -> None:
     data = cti.json("recordings", call["uniqueid"])
 
     assert prefixes(data["rows"])[("PJSIP/103", "ANSWERED")] == 1
-    assert call["answered_by"] == ["103"] and call["dialled"] == "300"
+    assert call["answered_by"] == ["103"] and call["dialed"] == "300"
     text = cti("calls", "--number", caller)
     line = next(line for line in text.out.splitlines() if call["uniqueid"] in line)
     assert f"{CALLER_NAME} <{caller}>" in line and "answered" in line and "103" in line

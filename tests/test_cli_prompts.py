@@ -108,3 +108,34 @@ def test_prompts_keep_current_values_and_password(tmp_path: Path) -> None:
     assert saved.server.host == "old.example.org"
     assert saved.server.password.get_secret_value() == "keep-me"
     assert saved.rule.script == str(rule)
+
+
+def test_prompts_can_leave_the_rule_unset(tmp_path: Path) -> None:
+    """Enter on a fresh config, or '-' over a rule set earlier: the built-in rule."""
+    conf = tmp_path / "cti.toml"
+    rule = tmp_path / "incoming.py"
+    rule.write_text("card = 1\n", "utf-8")
+    cfg.save(conf, cfg.Config.model_validate({
+        "server": {"host": "pbx.example.org", "login": "cti", "password": "keep-me"},
+        "rule": {"script": str(rule)},
+    }))  # fmt: skip
+    term = Terminal("-c", str(conf), "configure")
+    for prompt in ("AMI host", "AMI port", "AMI login", "AMI password", "Use TLS",
+                   "Authentication", "Timeout"):  # fmt: skip
+        term.answer(prompt, "")
+    term.answer("Rule script ('-' = the built-in rule)", "-")
+    term.answer("Open the card on", "")
+    term.expect("saved")
+    assert term.finish() == 0
+    assert cfg.load_file(conf).rule.script is None
+
+    fresh = tmp_path / "fresh.toml"
+    term = Terminal("-c", str(fresh), "configure")
+    for prompt, reply in (("AMI host", "pbx"), ("AMI port", ""), ("AMI login", "cti"),
+                          ("AMI password", "pw"), ("Use TLS", ""), ("Authentication", ""),
+                          ("Timeout", ""), ("Rule script (empty = the built-in rule)", ""),
+                          ("Open the card on", "")):  # fmt: skip
+        term.answer(prompt, reply)
+    term.expect("saved")
+    assert term.finish() == 0
+    assert cfg.load_file(fresh).rule.script is None

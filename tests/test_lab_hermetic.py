@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,28 @@ def test_lab_works_with_nothing_listening_on_3306() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["port"] != 3306
     assert result["rows"] >= 1 and "ANSWERED" in result["dispositions"]
+
+
+def test_lab_call_names_the_uniqueid_and_no_default_caller_name(lab: Lab) -> None:
+    """`python -m lab call` prints the caller channel's uniqueid (the CDR key) and, without
+    --name, sends no caller name."""
+    from lab.__main__ import build_parser, caller_uniqueid
+    from lab.amiraw import RawAmi
+
+    caller = "+79160001212"
+    ami = RawAmi(lab.info.ami_host, lab.info.ami_port)
+    try:
+        ami.login(lab.info.ami_user, lab.info.ami_secret)
+        lab.call("101", caller=caller, caller_name="", talk=1.0)
+        uniqueid = caller_uniqueid(ami, caller)
+    finally:
+        ami.close()
+    lab.wait_idle(60)
+    assert uniqueid
+    rows: list[dict[str, object]] = []
+    deadline = time.monotonic() + 20
+    while not rows and time.monotonic() < deadline:
+        rows = lab.cdr_rows(uniqueid)
+        time.sleep(0.2)
+    assert rows and all(r["src"] == caller and r["cnam"] == "" for r in rows)
+    assert build_parser().parse_args(["call", "200"]).name == ""  # no default caller name

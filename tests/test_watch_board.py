@@ -75,3 +75,22 @@ def test_raw_event_json_keeps_repeated_headers_and_cyrillic() -> None:
         "CallerIDName": "Иван Петров",
         "ChanVariable": ["a=1", "b=2"],
     }
+
+
+@needs_corpus
+def test_board_shows_the_uniqueid_that_cti_recordings_takes() -> None:
+    events = json.loads((CORPUS / "simple" / "ab_success_a_hangup.json").read_text("utf-8"))
+    tracker = CallTracker()
+    board = CallBoard(tracker, server="pbx:5038")
+    uniqueids: set[str] = set()
+    frames = []
+    for i, event in enumerate(events):
+        call_events = tracker.feed(event)
+        uniqueids |= {e.uniqueid for e in call_events}
+        board.record(call_events, float(i))
+        frames.append(screen(board, float(i)))
+    (uniqueid,) = uniqueids
+    talking = next(f for f in frames if "talking" in f)
+    assert "uniqueid" in talking and uniqueid in talking  # while the call is live
+    later = screen(board, len(events) + FADE_SECONDS + 1.0)
+    assert "recent" in later and uniqueid in later  # and in the recent list

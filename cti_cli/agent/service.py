@@ -10,7 +10,10 @@ One asyncio loop holds it all together:
 * the outbox — every message is committed to SQLite before anything is sent; a pop is stored
   as an intent first and gets its body when the rule has run, so a SIGKILL loses nothing and a
   restart re-runs what was still building;
-* one deliverer per webhook, and the HTTP server for `/healthz`.
+* one deliverer per webhook and per event bus (`[[publish]]`, `notify/bus.py`), and the HTTP
+  server for `/healthz`;
+* with `[agent] lease`, the Redis lease (`lease.py`): every agent of a pair does all of the above
+  but only the holder's deliverers deliver (`_may_deliver`, their gate).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from cti_cli.agent.http import (
     json_response,
     parse_listen,
 )
+from cti_cli.agent.lease import Lease
 from cti_cli.agent.metrics import CONTENT_TYPE, AgentMetrics, webhook_label
 from cti_cli.agent.pages import OperatorPages
 from cti_cli.agent.pops import (
@@ -164,6 +168,12 @@ class Agent:
         self.metrics = AgentMetrics(
             lambda: self.connected, self.planner.active, self._outbox_depths
         )
+        # active/standby ([agent] lease): deliverers deliver only while this agent holds it,
+        # and once a takeover has caught up with what the old holder finished (_take_over)
+        self.lease: Lease | None = None
+        self._caught_up = True
+        self._takeovers = 0
+        self._lost_ami_at = float("-inf")  # monotonic time the AMI login was lost
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -179,6 +189,7 @@ class Agent:
             log.warning("%s does not exist: running on defaults (disabled) until it does; "
                         "create it with cti configure", self.config_path)  # fmt: skip
         self._open_outbox()
+        self._setup_lease(self.config)
         self._setup_rule(self.config)
         self._setup_directory(self.config)
         self._setup_webhooks(self.config)
@@ -189,6 +200,12 @@ class Agent:
             asyncio.create_task(self._watch_config(), name="config"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
+        if self.lease is not None:
+            tasks += [
+                asyncio.create_task(self.lease.run(), name="lease"),
+                asyncio.create_task(self.lease.run_marks(), name="lease marks"),
+                asyncio.create_task(self._follow_peer(), name="standby sync"),
+            ]
         try:
             await self._main()
         finally:
@@ -221,6 +238,10 @@ class Agent:
         for task in self._delivery_tasks.values():
             with contextlib.suppress(BaseException):
                 await task
+        if self.lease is not None:  # what we finished, for the standby; then hand over at once
+            await self.lease.flush_marks()
+            await self.lease.release()
+            await self.lease.close()
         if self.http is not None:
             await self.http.close()
         if self.admin_http is not None:
@@ -301,6 +322,7 @@ class Agent:
         elif state.state in ("error", "reconnecting", "closed"):
             if self.connected:
                 self.metrics.reconnects.inc()
+                self._lost_ami_at = time.monotonic()
             self.connected = False
             if state.error:
                 self.ami_error = state.error
@@ -485,7 +507,8 @@ class Agent:
         for url, hook in wanted.items():
             if url in self.deliverers:
                 continue
-            deliverer = WebhookDeliverer(hook, self.outbox, target=url, on_result=self._delivered)
+            deliverer = WebhookDeliverer(hook, self.outbox, target=url, on_result=self._delivered,
+                                         gate=self._may_deliver)  # fmt: skip
             self.deliverers[url] = deliverer
             self._delivery_tasks[url] = asyncio.create_task(deliverer.run(), name=f"hook {url}")
         if not wanted and not config.publish:
@@ -512,7 +535,7 @@ class Agent:
             if target in self.deliverers and old.get(target) == bus:
                 continue
             deliverer = BusDeliverer(bus, self.outbox, target=target, pbx=self.pbx,
-                                     on_result=self._delivered)  # fmt: skip
+                                     on_result=self._delivered, gate=self._may_deliver)  # fmt: skip
             self.deliverers[target] = deliverer
             self._delivery_tasks[target] = asyncio.create_task(deliverer.run(), name=target)
             log.info("publishing call events and pops to %s", target)
@@ -522,6 +545,8 @@ class Agent:
 
     def _delivered(self, result: DeliveryResult) -> None:
         self.last_outcome[result.target] = result.outcome
+        if self.lease is not None and result.outcome in ("delivered", "dead"):
+            self.lease.mark(result.target, result.key, result.outcome)
         if result.target in self._bus:
             self._published(result)
             return
@@ -576,10 +601,99 @@ class Agent:
                 self.outbox.prune(now=now)
 
     def _expired(self, item: Item) -> None:
+        if not self._may_deliver():  # a standby's copy: the active agent delivered it, or not
+            log.debug("%s %s expired in the standby's outbox", item.event, item.key)
+            return
         if item.event == "screen_pop":
             self.metrics.pops.labels("expired").inc()
         shown = self._shown_target(item.target)
         log.warning("%s %s → %s expired undelivered", item.event, item.key, shown)
+
+    # ------------------------------------------------------------------ active/standby
+
+    def _setup_lease(self, config: cfg.Config) -> None:
+        if not config.agent.lease:
+            return
+        self.lease = Lease(config.agent.lease, self.pbx, config.agent.lease_ttl,
+                           on_change=self._lease_changed, eligible=self._eligible)  # fmt: skip
+        self._caught_up = False
+        self.metrics.lease_holder.set(0)
+        log.info("active/standby: lease %s (ttl %g s) as %s; standby until it is ours",
+                 self.lease.key, self.lease.ttl, self.lease.owner)  # fmt: skip
+
+    def _eligible(self) -> bool:
+        """Only an agent that follows the PBX may hold the lease: one that lost AMI for longer
+        than the TTL (or is disabled) gives it up, so the other one can take over."""
+        if not self.config.enabled:
+            return False
+        return self.connected or time.monotonic() - self._lost_ami_at < self.config.agent.lease_ttl
+
+    def _may_deliver(self) -> bool:
+        """The deliverers' gate: no lease configured, or held (and caught up after a takeover)."""
+        return self.lease is None or (self._caught_up and self.lease.held)
+
+    @property
+    def role(self) -> str:
+        return "active" if self._may_deliver() else "standby"
+
+    def _lease_changed(self, held: bool) -> None:
+        assert self.lease is not None
+        self.metrics.lease_holder.set(1 if held else 0)
+        self._caught_up = False
+        if held:
+            if self.lease.takeovers > self._takeovers:
+                self._takeovers = self.lease.takeovers
+                self.metrics.takeovers.inc()
+            task = asyncio.create_task(self._take_over(), name="takeover")
+            self._building.add(task)  # kept referenced; shutdown waits for it like a build
+            task.add_done_callback(self._building.discard)
+
+    async def _take_over(self) -> None:
+        """Just took the lease: drop from the outbox what the old holder already finished, then
+        deliver the rest (the same keys: a receiver that saw one drops it)."""
+        try:
+            await self._sync_from_peer()
+        except Exception as exc:
+            log.warning("takeover: cannot read what the other agent delivered (%s); delivering "
+                        "everything pending (receivers dedupe on the key)", exc)  # fmt: skip
+        if self.lease is not None and self.lease.held:
+            self._caught_up = True
+            pending = self.outbox.depth() if self.outbox is not None else 0
+            log.info("active: delivering %d pending", pending)
+            for deliverer in self.deliverers.values():
+                deliverer.wake()
+
+    async def _follow_peer(self) -> None:
+        """On standby: keep the outbox in step with what the active agent finished."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.lease is None or self.lease.held:
+                continue
+            with contextlib.suppress(Exception):
+                await self._sync_from_peer()
+
+    async def _sync_from_peer(self, batch: int = 500, most: int = 50_000) -> int:
+        """Rows of ours the holder marked delivered or dead: the same here. Returns how many."""
+        if self.lease is None or self.outbox is None:
+            return 0
+        targets = list(self.deliverers)
+        after, seen, done = 0, 0, 0
+        now = self.clock()
+        while seen < most:
+            rows = self.outbox.pending_keys(targets, after=after, limit=batch)
+            if not rows:
+                break
+            seen += len(rows)
+            after = rows[-1][0]
+            for item_id, outcome in await self.lease.peer_outcomes(rows):
+                if outcome == "dead":
+                    self.outbox.dead(item_id, reason="a dead letter at the active agent", now=now)
+                else:
+                    self.outbox.delivered(item_id, now=now)
+                done += 1
+        if done:
+            log.debug("standby: %d deliveries done by the active agent", done)
+        return done
 
     # ------------------------------------------------------------------ config
 
@@ -636,6 +750,8 @@ class Agent:
             self._reconnect.set()
         if (new.agent.listen, new.agent.admin_listen) != (old.agent.listen, old.agent.admin_listen):
             log.warning("agent.listen / admin_listen changed; restart the agent to use them")
+        if (new.agent.lease, new.agent.lease_ttl) != (old.agent.lease, old.agent.lease_ttl):
+            log.warning("agent.lease / lease_ttl changed; restart the agent to use them")
 
     def _setup_rule(self, config: cfg.Config) -> None:
         path = effective_rule(config.rule.script)
@@ -693,7 +809,9 @@ class Agent:
             reason = "connection parameters incomplete (cti configure)"
         elif not self.connected:
             reason = f"not logged in to AMI: {self.ami_error or 'connecting'}"
-        else:
+        elif self.lease is not None and not self.lease.held and self.lease.error:
+            reason = f"lease: cannot reach Redis ({self.lease.error}); delivering nothing"
+        elif self.role == "active":
             failing = [(t, o) for t, o in self.last_outcome.items() if o in ("retry", "dead")]
             if failing:
                 target, outcome = failing[0]
@@ -714,6 +832,12 @@ class Agent:
                     f"{self.config.server.port}"},
             "active_calls": self.planner.active(),
             "outbox": {"pending": depth},
+            "role": self.role,
+            "lease": None if self.lease is None else {
+                "name": self.lease.key, "owner": self.lease.owner, "holder": self.lease.holder,
+                "ttl": self.lease.ttl, "error": self.lease.error,
+                "takeovers": self.lease.takeovers,
+            },
         }  # fmt: skip
 
     async def _healthz(self, request: Request) -> Response:

@@ -16,6 +16,7 @@ import itertools
 import os
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -168,6 +169,10 @@ class AMIClient:
         self._queued = 0
         self._consuming = False
         self._paused = False
+        # liveness: when bytes last arrived, and when reading last resumed after a pause of
+        # ours; a reply can only be overdue while we read and nothing arrives (see _await)
+        self._last_rx = 0.0
+        self._resumed_at = 0.0
         self._wakeup: asyncio.Future[None] | None = None
         self._failure: AMIError | None = None
         self._closed = False
@@ -281,6 +286,7 @@ class AMIClient:
 
     # -- reading & routing (protocol callbacks) --------------------------------------
     def _received(self, data: bytes) -> None:
+        self._last_rx = time.monotonic()
         decoder = self._decoder
         try:
             if self._greeting is not None and not self._greeting.done():
@@ -348,6 +354,7 @@ class AMIClient:
     def _resume_reading(self) -> None:
         if self._paused:
             self._paused = False
+            self._resumed_at = time.monotonic()
             if self._transport is not None and not self._transport.is_closing():
                 self._transport.resume_reading()
 
@@ -379,7 +386,13 @@ class AMIClient:
         return f"{self._id_prefix}{next(self._ids)}"
 
     async def _send(
-        self, name: str, headers: Headers | None, collect: bool, timeout: float | None
+        self,
+        name: str,
+        headers: Headers | None,
+        collect: bool,
+        timeout: float | None,
+        *,
+        bytes_are_life: bool = False,
     ) -> object:
         if self._failure is not None:
             raise self._failure
@@ -390,20 +403,44 @@ class AMIClient:
         payload = encode_action(name, headers, action_id)
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._waiters[action_id] = _Waiter(future, collect)
+        limit = self.reply_timeout if timeout is None else timeout
         try:
             transport.write(payload)
-            async with asyncio.timeout(self.reply_timeout if timeout is None else timeout):
-                return await future
+            return await self._await(future, limit, bytes_are_life)
         except TimeoutError:
             raise ActionTimeout(
-                f"no reply from {self.peer} to AMI action {name} within "
-                f"{self.reply_timeout if timeout is None else timeout:g} s"
+                f"no reply from {self.peer} to AMI action {name} within {limit:g} s"
             ) from None
         except (OSError, ssl.SSLError) as exc:
             self._fail(ConnectionLost(f"{self.peer} dropped the AMI connection: {exc}"))
             raise self._failure from None  # type: ignore[misc]
         finally:
             self._waiters.pop(action_id, None)
+
+    async def _await(
+        self, future: asyncio.Future[object], limit: float, bytes_are_life: bool
+    ) -> object:
+        """The reply, or TimeoutError after ``limit`` s in which the peer could have answered.
+
+        The clock does not run while *we* paused reading (a slow consumer: the reply waits
+        unread behind our backlog in the socket buffer) and restarts when reading resumes.
+        With ``bytes_are_life`` every byte received also restarts it: a peer that is still
+        sending is alive even if its reply is still queued behind what it sent before.
+        """
+        sent = time.monotonic()
+        while True:
+            since = max(sent, self._resumed_at)
+            if bytes_are_life:
+                since = max(since, self._last_rx)
+            left = limit if self._paused else since + limit - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                async with asyncio.timeout(left):
+                    return await asyncio.shield(future)
+            except TimeoutError:
+                if future.done():
+                    return future.result()
 
     async def action(
         self,
@@ -519,7 +556,9 @@ class AMIClient:
         """Ping; a missing reply means a dead connection: close and raise ConnectionLost."""
         limit = self.reply_timeout if timeout is None else timeout
         try:
-            await self.action("Ping", reply_timeout=limit)
+            reply = await self._send("Ping", None, False, limit, bytes_are_life=True)
+            assert isinstance(reply, Message)
+            _raise_for_error("Ping", reply)
         except ActionTimeout:
             self._fail(ConnectionLost(f"{self.peer} did not answer Ping within {limit:g} s"))
             raise self._failure from None  # type: ignore[misc]

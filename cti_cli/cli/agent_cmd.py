@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import errno
 import logging
@@ -31,6 +30,8 @@ def agent(
     ] = LogFormat.text,
 ) -> None:
     """Run the service: follow calls, run the rule, deliver screen pops and call events."""
+    import asyncio
+
     from cti_cli.agent import logs
     from cti_cli.agent.rule import compile_rule
     from cti_cli.agent.service import Agent, StateDirBusy

@@ -9,6 +9,7 @@ import typer
 
 from cti_cli import __version__
 from cti_cli.cli.common import State, err_console
+from cti_cli.cli.helpstyle import HELP_OPTIONS, CtiGroup
 
 app = typer.Typer(
     name="cti",
@@ -17,6 +18,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=CtiGroup,  # commands in the order an admin uses them, placeholders as words
+    context_settings=HELP_OPTIONS,  # -h as well as --help, inherited by every subcommand
 )
 
 
@@ -34,6 +37,7 @@ def main_options(
         typer.Option(
             "--config",
             "-c",
+            metavar="PATH",
             help="Config file (default: $CTI_CONFIG, else $XDG_CONFIG_HOME/cti/cti.toml).",
             dir_okay=False,
         ),
@@ -43,7 +47,7 @@ def main_options(
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
 ) -> None:
-    from cti_cli.config import default_path
+    from cti_cli.config_path import default_path  # not the model: no pydantic before a command
 
     ctx.obj = State(config_path=config.expanduser() if config else default_path())
 
@@ -54,13 +58,14 @@ def _register() -> None:
         agent_cmd,
         configure,
         demo_cmd,
+        doctor_cmd,
         events_cmd,
         operator_cmd,
         outbox_cmd,
-        records,
+        records_cmd,
         replay,
         rule_cmd,
-        show,
+        show_cmd,
         status_cmd,
         switch,
         teams,

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from cti_cli import config as cfg
 from cti_cli.textsafe import printable, shorten
+
+if TYPE_CHECKING:  # the config (pydantic) is imported when a command loads it, not for --help
+    from cti_cli import config as cfg
 
 console = Console(highlight=False, emoji=False)  # `:smile:` in a caller name stays as written
 err_console = Console(stderr=True, highlight=False, emoji=False)
@@ -32,7 +34,9 @@ class State:
 def state(ctx: typer.Context) -> State:
     root = ctx.find_root()
     if not isinstance(root.obj, State):
-        root.obj = State(config_path=cfg.default_path())
+        from cti_cli.config_path import default_path
+
+        root.obj = State(config_path=default_path())
     return root.obj
 
 
@@ -58,6 +62,8 @@ def warn(message: str) -> None:
 
 
 def _load(ctx: typer.Context, *, effective: bool) -> cfg.Config:
+    from cti_cli import config as cfg
+
     path = state(ctx).config_path
     if warning := cfg.permission_warning(path):
         warn(warning)
@@ -80,6 +86,8 @@ def load_config_for_edit(ctx: typer.Context) -> cfg.Config:
     Takes the config's edit lock first and holds it until `save_config` (or the end of the
     command): a parallel edit waits instead of overwriting this one's update or losing its own.
     """
+    from cti_cli import config as cfg
+
     st = state(ctx)
     if st.edit_lock is None:
         try:
@@ -103,6 +111,8 @@ def _release_lock(st: State) -> Callable[[], None]:
 
 
 def save_config(ctx: typer.Context, config: cfg.Config) -> None:
+    from cti_cli import config as cfg
+
     st = state(ctx)
     path = st.config_path
     try:

@@ -6,16 +6,13 @@ from stdin with `--password-stdin`, from a hidden prompt, or from `CTI_SERVER__P
 
 from __future__ import annotations
 
-import ssl
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from cti_cli import config as cfg
 from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_USAGE,
@@ -27,8 +24,9 @@ from cti_cli.cli.common import (
     state,
     warn,
 )
-from cti_cli.cli.switch import record_check, run_check
-from cti_cli.rules import RuleError, read_rule
+
+if TYPE_CHECKING:
+    from cti_cli import config as cfg
 
 CONNECTION_KEYS = ("host", "port", "login", "password", "tls", "cafile", "auth", "timeout")
 
@@ -46,27 +44,47 @@ class Trigger(StrEnum):
 @app.command()
 def configure(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="AMI server host name or address.")] = None,
-    port: Annotated[int | None, typer.Option(help="AMI port (5038; TLS usually 5039).")] = None,
-    login: Annotated[str | None, typer.Option(help="AMI user (manager.conf section).")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="HOST", help="AMI server host name or address.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(metavar="N", help="AMI port (5038; TLS usually 5039).")
+    ] = None,
+    login: Annotated[
+        str | None, typer.Option(metavar="NAME", help="AMI user (manager.conf section).")
+    ] = None,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the AMI password from stdin.")
     ] = False,
     tls: Annotated[bool | None, typer.Option("--tls/--no-tls", help="AMI over TLS.")] = None,
     cafile: Annotated[
-        str | None, typer.Option(help="CA file that signs the AMI TLS certificate ('' to unset).")
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="Path of the PEM file of the CA that signs the AMI TLS certificate "
+            "('' to unset: the system CAs).",
+        ),
     ] = None,
     auth: Annotated[Auth | None, typer.Option(help="md5 (secret never sent) or plain.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the server.")] = None,
-    rule: Annotated[Path | None, typer.Option(help="Incoming-call rule script (Python).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="How long to wait for the server.")
+    ] = None,
+    rule: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Incoming-call rule script (Python); '' for the built-in rule."
+        ),
+    ] = None,
     trigger: Annotated[
         Trigger | None, typer.Option(help="Pop the card when the phone rings or on answer.")
     ] = None,
     dbaccess: Annotated[
-        Path | None, typer.Option(help="dbaccess.properties with the CDR database access.")
+        Path | None,
+        typer.Option(metavar="FILE", help="dbaccess.properties with the CDR database access."),
     ] = None,
     recordings_dir: Annotated[
-        Path | None, typer.Option(help="Folder of call recordings (Asterisk's monitor dir).")
+        Path | None,
+        typer.Option(metavar="PATH", help="Folder of call recordings (Asterisk's monitor dir)."),
     ] = None,
     disable: Annotated[
         bool,
@@ -76,6 +94,11 @@ def configure(
     ] = False,
 ) -> None:
     """Set the AMI connection and the call handling rule (prompts when run with no options)."""
+    from pydantic import ValidationError
+
+    from cti_cli import config as cfg
+    from cti_cli.rules import RuleError, read_rule
+
     config = load_config_for_edit(ctx)
     data = cfg.to_toml_dict(config)
     server: dict[str, Any] = data.setdefault("server", {})
@@ -104,7 +127,9 @@ def configure(
                 server.pop("cafile", None)
             else:
                 server[key] = value
-    if rule is not None:
+    if rule is not None and str(rule) in ("", "."):  # `--rule ''`: back to the built-in rule
+        rule_block.pop("script", None)
+    elif rule is not None:
         rule_block["script"] = str(rule.expanduser().absolute())
     if trigger is not None:
         rule_block["trigger"] = trigger.value
@@ -146,6 +171,9 @@ def _connection(config: cfg.Config) -> tuple[Any, ...]:
 
 def _recheck(updated: cfg.Config, disable: bool) -> None:
     """The integration is on: the new connection must pass the enable check before it is saved."""
+    from cti_cli import config as cfg
+    from cti_cli.cli.switch import record_check, run_check
+
     if disable:
         try:
             info = run_check(cfg.with_environment(updated).server)
@@ -160,6 +188,8 @@ def _recheck(updated: cfg.Config, disable: bool) -> None:
 
 def _check_cafile(path: str) -> None:
     """A CA file must load as PEM certificates now, not fail at the next connection."""
+    import ssl
+
     try:
         ssl.create_default_context(cafile=path)
     except FileNotFoundError:
@@ -218,8 +248,19 @@ def _prompt_all(server: dict[str, Any], rule_block: dict[str, Any]) -> None:
         "Timeout, seconds", default=server.get("timeout", 5.0), type=float
     )
     console.print("[bold]Call handling rule[/bold]")
-    script = typer.prompt("Rule script", default=rule_block.get("script") or None)
-    rule_block["script"] = str(Path(script).expanduser().absolute())
+    current = rule_block.get("script") or ""
+    builtin = "'-' = the built-in rule" if current else "empty = the built-in rule"
+    script = str(
+        typer.prompt(
+            f"Rule script ({builtin})",
+            default=current,
+            show_default=bool(current),
+        )
+    ).strip()
+    if script in ("", "-"):
+        rule_block.pop("script", None)
+    else:
+        rule_block["script"] = str(Path(script).expanduser().absolute())
     rule_block["trigger"] = _choose(
         "Open the card on", rule_block.get("trigger", "answer"), ("ring", "answer")
     )

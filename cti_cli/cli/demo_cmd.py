@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -45,7 +42,9 @@ RateOption = Annotated[
 DurationOption = Annotated[
     str | None,
     typer.Option(
-        "--duration", help="How long to make calls: 30, 30s, 2m, 1h (default: until Ctrl-C)."
+        "--duration",
+        metavar="DURATION",
+        help="How long to make calls: 30, 30s, 2m, 1h (default: until Ctrl-C).",
     ),
 ]
 SeedOption = Annotated[
@@ -72,6 +71,10 @@ def demo(
     """Simulated PBX + the real agent + a webhook receiver; calls ring, pops arrive."""
     if ctx.invoked_subcommand is not None:
         return
+    import asyncio
+    import shutil
+    import tempfile
+
     from cti_cli.demo.run import DemoOptions, run_demo
 
     if json_out and not headless:
@@ -101,6 +104,8 @@ def demo_pbx(
     seed: SeedOption = None,
 ) -> None:
     """Only the simulated PBX: try cti configure / enable / watch / agent against it."""
+    import asyncio
+
     from cti_cli.demo.run import PbxOptions, run_pbx
 
     options = PbxOptions(host=host, port=port, login=login, password=password, rate=rate,

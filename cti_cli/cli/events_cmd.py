@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -63,6 +62,8 @@ def tail(
     ] = None,
 ) -> None:
     """Follow the call events and pops the agent publishes, as they arrive (Ctrl-C stops)."""
+    import asyncio
+
     from cti_cli.notify.bus import read_bus
 
     config = load_config(ctx)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_USAGE, console, fail, load_config, say
@@ -82,6 +81,8 @@ def list_items(
     if not rows:
         say(f"no {'dead' if dead else 'pending'} deliveries" if not all_ else "the outbox is empty")
         return
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in ("id", "webhook", "event", "call", "state", "age", "tries", "next", "last error"):
         table.add_column(column, overflow="fold")

@@ -1,4 +1,8 @@
-"""`cti recordings UNIQUEID` and `cti calls`: the CDRs in asteriskcdrdb and their recordings."""
+"""`cti recordings UNIQUEID` and `cti calls`: the CDRs in asteriskcdrdb and their recordings.
+
+The commands' options are declared in records_cmd.py, which imports this module (pymysql, the
+CDR code, rich) only when one of them runs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from pymysql.connections import Connection
@@ -34,7 +38,6 @@ from cti_cli.cdr.queries import (
     valid_uniqueid,
 )
 from cti_cli.cdr.recordings import Recording, RecordingFinder, RecordingsFolder, RecStatus
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, console, fail, load_config, plain, warn
 from cti_cli.config import Config
 from cti_cli.textsafe import printable
@@ -231,19 +234,8 @@ def _print_recording(i: int, data: dict[str, Any]) -> None:
         console.print(plain(f"   copy failed: {data['copy_error']}", style="red"), soft_wrap=True)
 
 
-@app.command()
-def recordings(
-    ctx: typer.Context,
-    uniqueid: Annotated[str, typer.Argument(metavar="UNIQUEID", help="e.g. 1795641007.0")],
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    copy_to: Annotated[
-        Path | None,
-        typer.Option(
-            "--copy-to", metavar="DIR", help="Copy each recording here (never overwrites)."
-        ),
-    ] = None,
-) -> None:
-    """A call's CDR rows (every dialled leg) and its recording file; optionally copy it out."""
+def recordings(ctx: typer.Context, uniqueid: str, json_out: bool, copy_to: Path | None) -> None:
+    """`cti recordings`: a call's CDR rows and its recording file; optionally copy it out."""
     if not valid_uniqueid(uniqueid):
         fail(f"{uniqueid!r} is not an Asterisk uniqueid; {UNIQUEID_HELP}", EXIT_USAGE)
     config = load_config(ctx)
@@ -298,7 +290,7 @@ def _call_data(call: CallSummary) -> dict[str, Any]:
         "start": call.start.isoformat(sep=" ") if call.start else None,
         "caller": call.caller,
         "caller_name": call.caller_name,
-        "dialled": call.dialled,
+        "dialed": call.dialled,  # the spelling of the call event contract (`cti watch --json`)
         "answered": call.answered,
         "answered_by": list(call.answered_by),
         "talk_seconds": call.talk_seconds,
@@ -326,27 +318,10 @@ def _print_calls(summaries: list[CallSummary]) -> None:
     _print_columns(head, rows)
 
 
-@app.command()
 def calls(
-    ctx: typer.Context,
-    since: Annotated[
-        str | None,
-        typer.Option("--since", metavar="1h|2026-11-25", help="Only calls since then."),
-    ] = None,
-    number: Annotated[
-        str | None,
-        typer.Option(
-            "--number",
-            metavar="N",
-            help="Calls from/to this number (8 916… = +7916…); last 30 days unless --since.",
-        ),
-    ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", min=1, max=10000, help="At most this many calls.")
-    ] = 50,
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    ctx: typer.Context, since: str | None, number: str | None, limit: int, json_out: bool
 ) -> None:
-    """The call journal: recent calls, answered or missed, who answered, recording present."""
+    """`cti calls`: the call journal, answered or missed, who answered, recording present."""
     window = None
     if since is not None:
         try:

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from cti_cli.cli.app import app
-from cti_cli.cli.replay_cmd import replay_command
 
 
 @app.command()
@@ -18,8 +17,12 @@ def replay(
     json_out: Annotated[bool, typer.Option("--json", help="Call events as JSON Lines.")] = False,
     extension_pattern: Annotated[
         str | None,
-        typer.Option(help="Regex with a group for the extension in device channel names."),
+        typer.Option(
+            metavar="REGEX", help="Regex with a group for the extension in device channel names."
+        ),
     ] = None,
 ) -> None:
     """Replay a captured AMI stream through the call tracker (per-call summary or --json)."""
+    from cti_cli.cli.replay_cmd import replay_command
+
     raise typer.Exit(replay_command(file, json_out, extension_pattern))

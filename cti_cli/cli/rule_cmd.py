@@ -6,7 +6,6 @@ compiles a rule and runs it once on a sample call before it becomes `[rule] scri
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sys
@@ -194,6 +193,8 @@ def use_rule(
     ],
 ) -> None:
     """Make a catalog rule [rule] script, once it compiles and runs on a sample call."""
+    import asyncio
+
     from cti_cli.rules import DEFAULT_RULE
     from cti_cli.rules.catalog import BUILT_IN, CatalogError, rule_path, trial, trial_summary
 
@@ -227,6 +228,8 @@ def test_rule(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON screen_pop per line.")] = False,
 ) -> None:
     """Dry run: the pops the rule would send for a recorded call; nothing is sent."""
+    import asyncio
+
     from cti_cli.agent import logs
     from cti_cli.agent.directory import DirectoryError, normalize_number, open_directory
     from cti_cli.agent.pops import PopPlanner, operators_by_extension, rule_call, screen_pop_body

@@ -1,22 +1,19 @@
-"""`cti show`: the whole CTI admin page in one screen (or JSON), secrets masked."""
+"""The page of `cti show` (show_cmd.py): the whole CTI admin page as data and as rich
+renderables, secrets masked. Imported when a command runs, not for `cti --help`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from cti_cli.cli.app import app
-from cti_cli.cli.common import console, load_config, plain, state
+from cti_cli.cli.common import plain
 from cti_cli.config import SECRET_MASK, Config
-from cti_cli.notify.bus import bus_target
 from cti_cli.rules import RuleError, effective_rule, read_rule
 
 
@@ -58,7 +55,7 @@ def page_data(config: Config, path: Path) -> dict[str, Any]:
         "publish": [
             {
                 "url": mask_url(b.url),
-                "target": bus_target(b),
+                "target": _bus_target(b),
                 "stream": b.stream,
                 "subject": b.subject,
                 "events": b.events,
@@ -70,6 +67,12 @@ def page_data(config: Config, path: Path) -> dict[str, Any]:
         "agent": _agent(config),
         "status": config.status.model_dump(),
     }
+
+
+def _bus_target(publish: Any) -> str:
+    from cti_cli.notify.bus import bus_target  # the bus (asyncio, httpx): only when configured
+
+    return str(bus_target(publish))
 
 
 def mask_url(url: str, *, zammad: bool = False) -> str:
@@ -229,18 +232,3 @@ def render(data: dict[str, Any]) -> list[RenderableType]:
 
 def teams_table_from(teams: list[dict[str, Any]]) -> Table:
     return teams_table(Config.model_validate({"teams": teams}))
-
-
-@app.command()
-def show(
-    ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Show the configuration: connection, teams, rule, webhooks, on/off (secrets masked)."""
-    config = load_config(ctx)
-    data = page_data(config, state(ctx).config_path)
-    if json_out:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
-        return
-    for part in render(data):
-        console.print(part)

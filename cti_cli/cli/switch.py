@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cti_cli.ami import errors
-from cti_cli.ami.check import ServerInfo, check_server
 from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_USAGE,
@@ -20,12 +17,19 @@ from cti_cli.cli.common import (
     say,
     warn,
 )
-from cti_cli.config import Config, ServerConfig
-from cti_cli.rules import DEFAULT_RULE
+
+if TYPE_CHECKING:  # imported when a command runs: `cti --help` stays fast
+    from cti_cli.ami.check import ServerInfo
+    from cti_cli.config import Config, ServerConfig
 
 
 def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
     """Prove the AMI server is reachable and accepts the login; exit 1 with the exact reason."""
+    import asyncio
+
+    from cti_cli.ami import errors
+    from cti_cli.ami.check import check_server
+
     try:
         return asyncio.run(
             check_server(
@@ -54,7 +58,11 @@ def enable(
     ctx: typer.Context,
     timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds to wait for the AMI server (default: server.timeout).", min=0.1),
+        typer.Option(
+            metavar="SECONDS",
+            help="How long to wait for the AMI server (default: server.timeout).",
+            min=0.1,
+        ),
     ] = None,
 ) -> None:
     """Check the AMI server, then switch the integration on."""
@@ -76,6 +84,8 @@ def enable(
         f"enabled: {effective.server.host}:{effective.server.port} answers "
         f"(AMI {info.ami_version}, Asterisk {info.asterisk_version})",
     )
+    from cti_cli.rules import DEFAULT_RULE
+
     rule = effective.rule
     which = rule.script or f"the built-in rule ({DEFAULT_RULE})"
     say(f"rule: {which} runs on {rule.trigger}")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
 from cti_cli.cli.app import app
 from cti_cli.cli.common import (
@@ -18,7 +17,9 @@ from cti_cli.cli.common import (
     save_config,
     say,
 )
-from cti_cli.config import Config, Member, Team
+
+if TYPE_CHECKING:
+    from cti_cli.config import Config, Team
 
 teams_app = typer.Typer(
     help="Responsible operator teams and their members' extensions.", no_args_is_help=True
@@ -60,6 +61,8 @@ def add_team(ctx: typer.Context, name: str) -> None:
         fail("a team name cannot be empty", EXIT_USAGE)
     if config.team(name):
         fail(f"team {name!r} already exists", EXIT_USAGE)
+    from cti_cli.config import Team
+
     config.teams.append(Team(name=name))
     save_config(ctx, config)
     say(f"added team {name}")
@@ -78,13 +81,20 @@ def remove_team(ctx: typer.Context, name: str) -> None:
 def set_member(
     ctx: typer.Context,
     team_name: Annotated[str, typer.Argument(metavar="NAME")],
-    login: Annotated[str, typer.Option("--login", help="The operator's service-desk login.")],
+    login: Annotated[
+        str, typer.Option("--login", metavar="LOGIN", help="The operator's service-desk login.")
+    ],
     name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
     ext: Annotated[
-        list[str] | None, typer.Option("--ext", help="Phone extension (repeat for several).")
+        list[str] | None,
+        typer.Option("--ext", metavar="N", help="Phone extension (repeat for several)."),
     ] = None,
 ) -> None:
     """Add a member to a team, or update one (extensions given replace the old ones)."""
+    from pydantic import ValidationError
+
+    from cti_cli.config import Member
+
     config = load_config_for_edit(ctx)
     team = _team_or_fail(config, team_name)
     member = next((m for m in team.members if m.login == login), None)
@@ -122,7 +132,7 @@ def set_member(
 def remove_member(
     ctx: typer.Context,
     team_name: Annotated[str, typer.Argument(metavar="NAME")],
-    login: Annotated[str, typer.Option("--login", help="The member's login.")],
+    login: Annotated[str, typer.Option("--login", metavar="LOGIN", help="The member's login.")],
 ) -> None:
     """Remove a member from a team."""
     config = load_config_for_edit(ctx)

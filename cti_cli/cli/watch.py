@@ -8,34 +8,27 @@ calls already in progress are shown, calls that ended while disconnected end as 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fnmatch
 import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
 
-from cti_cli.ami.client import AMIClient
-from cti_cli.ami.errors import ActionFailed, PermissionDenied
-from cti_cli.ami.message import Message
-from cti_cli.ami.reconnect import (
-    ConnectionState,
-    ConnectParams,
-    ReconnectingClient,
-    snapshot_channels,
-)
-from cti_cli.calls import CallEvent, CallTracker
-from cti_cli.calls.tracker import DropNotice
 from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_USAGE, console, err_console, fail, load_config
-from cti_cli.cli.live_calls import CallBoard
-from cti_cli.config import Config
 from cti_cli.textsafe import printable
+
+if TYPE_CHECKING:  # imported when watching starts: `cti --help` stays fast
+    from cti_cli.ami.client import AMIClient
+    from cti_cli.ami.message import Message
+    from cti_cli.ami.reconnect import ConnectionState, ConnectParams
+    from cti_cli.calls import CallEvent, CallTracker
+    from cti_cli.calls.tracker import DropNotice
+    from cti_cli.config import Config
 
 REFRESH_SECONDS = 0.5
 
@@ -62,6 +55,8 @@ def parse_filters(specs: list[str]) -> EventFilter:
 
 
 def connect_params(config: Config) -> ConnectParams:
+    from cti_cli.ami.reconnect import ConnectParams
+
     server = config.server
     missing = [k for k in ("host", "login") if not getattr(server, k)]
     if not server.password.get_secret_value():
@@ -113,6 +108,7 @@ def watch(
         list[str] | None,
         typer.Option(
             "--filter",
+            metavar="HEADER=GLOB",
             help="With --events: only events whose Header matches a glob, "
             "e.g. --filter 'Event=Dial*' (repeat: all must match).",
         ),
@@ -121,7 +117,12 @@ def watch(
         bool, typer.Option("--json", help="JSON Lines: call events (or raw events with --events).")
     ] = False,
 ) -> None:
-    """Show the PBX's calls live: caller, dialled, queue, who rings, who talks, how it ended."""
+    """The PBX's calls live: who calls, rings, talks, how it ended.
+
+    On a terminal a live board; piped or redirected, one plain line per call change (time,
+    event, uniqueid, caller → dialled, …); --json for the call events as JSON Lines."""
+    import asyncio
+
     config = load_config(ctx)
     params = connect_params(config)
     if filters and not events:
@@ -132,6 +133,8 @@ def watch(
             asyncio.run(_tail_events(params, match, json_out))
         elif json_out:
             asyncio.run(_call_events_json(params, _tracker(config)))
+        elif not sys.stdout.isatty():  # a pipe or a file: one plain line per call change
+            asyncio.run(_call_lines(params, _tracker(config)))
         else:
             asyncio.run(_live_board(params, _tracker(config)))
     except KeyboardInterrupt:
@@ -141,6 +144,8 @@ def watch(
 
 
 def _tracker(config: Config) -> CallTracker:
+    from cti_cli.calls import CallTracker
+
     return CallTracker(config.calls.extension_pattern, max_active=config.calls.max_active)
 
 
@@ -164,6 +169,9 @@ def reconciler(
     """`on_connect` hook: catch `tracker` up with the channels Asterisk has now, `emit` the
     call events that gives. A user not allowed `CoreShowChannels` is told once and followed
     without it (the connection is not failed for that); a lost connection fails it."""
+    from cti_cli.ami.errors import ActionFailed, PermissionDenied
+    from cti_cli.ami.reconnect import snapshot_channels
+
     warned = False
 
     async def on_connect(client: AMIClient) -> None:
@@ -187,6 +195,8 @@ def reconciler(
 
 
 async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool) -> None:
+    from cti_cli.ami.reconnect import ReconnectingClient
+
     client = ReconnectingClient(params, on_state=_state_to_stderr)
     out = sys.stdout
     try:
@@ -199,6 +209,9 @@ async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool)
 
 
 async def _call_events_json(params: ConnectParams, tracker: CallTracker) -> None:
+    from cti_cli.ami.reconnect import ReconnectingClient
+    from cti_cli.calls.tracker import DropNotice
+
     out = sys.stdout
     notice = DropNotice(tracker)
 
@@ -219,7 +232,69 @@ async def _call_events_json(params: ConnectParams, tracker: CallTracker) -> None
         await client.close()
 
 
+def call_line(event: CallEvent, now: Callable[[], float] = time.time) -> str:
+    """One call change as one plain line (`cti watch | tee calls.log`): time, event, uniqueid
+    (what `cti recordings` takes), caller → dialled, then what changed."""
+    from cti_cli.calls import Answered, Ended, Ringing, Transferred
+    from cti_cli.cli.live_calls import clock, who
+
+    stamp = float(event.time) if event.time else now()
+    parts = [
+        time.strftime("%H:%M:%S", time.localtime(stamp)),
+        event.kind,
+        event.uniqueid,
+        f"{who(event.caller, event.caller_name)} → {event.dialed or '?'}",
+    ]
+    if event.queue:
+        parts.append(f"queue {event.queue}")
+    if isinstance(event, (Ringing, Answered)):
+        parts.append(f"ext {event.extension}")
+    elif isinstance(event, Transferred):
+        parts.append(f"from {event.from_extension} to {event.to}")
+    elif isinstance(event, Ended):
+        parts.append(event.reason)
+        if event.answered_by:
+            parts.append(f"answered by {', '.join(event.answered_by)}")
+        elif event.rang:
+            parts.append(f"rang {', '.join(event.rang)}")
+        if event.duration is not None:
+            parts.append(clock(event.duration))
+    return printable("  ".join(parts))
+
+
+async def _call_lines(params: ConnectParams, tracker: CallTracker) -> None:
+    from cti_cli.ami.reconnect import ReconnectingClient
+    from cti_cli.calls.tracker import DropNotice
+
+    out = sys.stdout
+    notice = DropNotice(tracker)
+
+    def emit(call_events: list[CallEvent]) -> None:
+        for call_event in call_events:
+            out.write(call_line(call_event) + "\n")
+        out.flush()  # line by line: a reader (or a kill) sees every change as it happens
+        _warn_drops(notice)
+
+    client = ReconnectingClient(
+        params, on_state=_state_to_stderr, on_connect=reconciler(tracker, emit)
+    )
+    try:
+        async for event in client.events():
+            if call_events := tracker.feed(event):
+                emit(call_events)
+    finally:
+        await client.close()
+
+
 async def _live_board(params: ConnectParams, tracker: CallTracker) -> None:
+    import asyncio
+
+    from rich.live import Live
+
+    from cti_cli.ami.reconnect import ReconnectingClient
+    from cti_cli.calls.tracker import DropNotice
+    from cti_cli.cli.live_calls import CallBoard
+
     board = CallBoard(tracker, server=f"{params.host}:{params.port}")
     notice = DropNotice(tracker)
 

@@ -6,10 +6,9 @@ import enum
 import json
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import SecretStr, ValidationError
 
 from cti_cli.cli.app import app
 from cti_cli.cli.common import (
@@ -22,7 +21,13 @@ from cti_cli.cli.common import (
     save_config,
     say,
 )
-from cti_cli.config import WEBHOOK_EVENTS, Config, Webhook, describe_errors
+
+if TYPE_CHECKING:
+    from cti_cli.config import Config
+
+# config.WEBHOOK_EVENTS, written out so that `cti --help` need not import the config model
+# (tests/test_cli_conventions.py checks the two agree)
+EVENTS_HELP = "screen_pop, call.ringing, call.answered, call.transferred, call.ended"
 
 webhooks_app = typer.Typer(
     help="Webhooks: where screen pops and call events are delivered.", no_args_is_help=True
@@ -88,7 +93,7 @@ def add_hook(
     fmt: Annotated[Format, typer.Option("--format", help="json or zammad.")] = Format.json,
     events: Annotated[
         str | None,
-        typer.Option(metavar="LIST", help=f"Comma-separated, of: {', '.join(WEBHOOK_EVENTS)}."),
+        typer.Option(metavar="LIST", help=f"Comma-separated, of: {EVENTS_HELP}."),
     ] = None,
 ) -> None:
     """Add a webhook (the secret never on the command line)."""
@@ -101,6 +106,10 @@ def add_hook(
         if not secret:
             fail("--secret-stdin: stdin gave an empty line", EXIT_USAGE)
     chosen = [e.strip() for e in events.split(",") if e.strip()] if events else None
+    from pydantic import SecretStr, ValidationError
+
+    from cti_cli.config import Webhook, describe_errors
+
     try:
         hook = Webhook(url=url, secret=SecretStr(secret), secret_file=secret_file,
                        format=fmt.value, events=chosen)  # fmt: skip

@@ -355,6 +355,22 @@ class Outbox:
             ).fetchone()[0]
         return None if value is None else float(value)
 
+    def pending_keys(
+        self, targets: Collection[str], *, after: int = 0, limit: int = 500
+    ) -> list[tuple[int, str, str]]:
+        """(id, target, key) of pending rows with a body, for these targets, id > ``after``,
+        oldest first: what a standby agent checks against what the active one delivered."""
+        if not targets:
+            return []
+        marks = ", ".join("?" for _ in targets)
+        with self._guard() as db:
+            rows = db.execute(
+                "SELECT id, target, key FROM items WHERE state = 'pending' AND body IS NOT NULL"
+                f" AND target IN ({marks}) AND id > ? ORDER BY id LIMIT ?",
+                (*targets, after, limit),
+            ).fetchall()
+        return [(int(i), str(t), str(k)) for i, t, k in rows]
+
     def depth(self, target: str | None = None) -> int:
         """Pending rows (building included), for one target or all."""
         with self._guard() as db:

@@ -117,9 +117,8 @@ def _rule_files(folder: Path) -> list[Path]:
         raise CatalogError(f"rule catalog {folder}: cannot read: {exc.strerror}") from None
     files = []
     for name in names:
-        if not name.endswith(".py") or name.startswith(("_", ".")):
-            continue
-        if NAME_PATTERN.fullmatch(name[:-3]) and (folder / name).is_file():
+        # a rule's name starts with a letter or digit: __init__.py, .swap files are no rules
+        if name.endswith(".py") and NAME_PATTERN.fullmatch(name[:-3]) and (folder / name).is_file():
             files.append(folder / name)
     return files
 
