@@ -763,6 +763,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     agent = psutil.Process(proc.pid)
     if pin:
         agent.cpu_affinity([cpus - 1])
+    print(f"agent pid {proc.pid} (py-spy record --pid {proc.pid}), log {log_path}", file=sys.stderr)
     rss: list[tuple[float, float, float]] = []  # (s since measuring began, MiB, agent cpu s)
     result: dict[str, Any] = {}
     try:
@@ -843,8 +844,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     result["agent_log_errors"] = [
         line
         for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        if " ERROR " in line or " WARNING " in line or "Traceback" in line
-    ][:10]
+        if " error " in line or " warning " in line or "Traceback" in line
+    ][:20]
     return result
 
 

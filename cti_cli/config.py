@@ -450,17 +450,21 @@ def with_environment(config: Config) -> Config:
 
 
 def permission_warning(path: Path) -> str | None:
-    """A warning when others may read the file (it holds the AMI password)."""
+    """A warning when others may read or change the file (it holds the AMI password)."""
     try:
         mode = path.stat().st_mode
     except OSError:
         return None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return (
-            f"warning: {path} is readable by others (mode {stat.S_IMODE(mode):04o}); "
-            f"it holds secrets: run chmod 600 {path}"
-        )
-    return None
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return None
+    readable = mode & (stat.S_IRGRP | stat.S_IROTH)
+    writable = mode & (stat.S_IWGRP | stat.S_IWOTH)
+    words = " and ".join(w for w, on in (("readable", readable), ("writable", writable)) if on)
+    what = f"{words} by" if words else "accessible to"  # only x bits: not the owner's alone
+    return (
+        f"warning: {path} is {what} others (mode {stat.S_IMODE(mode):04o}); "
+        f"it holds secrets: run chmod 600 {path}"
+    )
 
 
 # ---------------------------------------------------------------- writing

@@ -491,3 +491,35 @@ def test_attended_transfer_to_a_team_member_pops_the_target(
     assert receiver.of("call.transferred", caller=caller)
     ended = receiver.of("call.ended", caller=caller)[0].json
     assert "103" in ended["answered_by"]
+
+
+def test_rule_that_skips_sends_no_pop_and_does_not_hold_up_the_call_events(
+    lab: Any, tmp_path: Path, receiver: Receiver
+) -> None:
+    rule = tmp_path / "skip.py"
+    rule.write_text(
+        "def on_call(call, cti):\n"
+        "    if call.caller.endswith('14'):\n"
+        "        cti.skip('internal test line')\n"
+        "        return\n"
+        "    cti.open_request_form(phone=call.caller_e164)\n",
+        encoding="utf-8",
+    )
+    data = lab_config(lab, tmp_path, receiver.url, rule={"trigger": "answer", "script": str(rule)})
+    phones(lab)
+    agent = start_agent(tmp_path, data)
+    try:
+        skipped, popped = "+79165550114", "+79165550115"
+        lab.call("101", caller=skipped, caller_name="", talk=0.5)
+        receiver.wait(lambda: receiver.of("call.ended", caller=skipped), 30, "call.ended")
+        finish(lab)
+        lab.call("101", caller=popped, caller_name="", talk=0.5)
+        receiver.wait(lambda: receiver.of("screen_pop", caller=popped), 30, "next pop")
+        finish(lab)
+    finally:
+        agent.terminate()
+    assert receiver.of("screen_pop", caller=skipped) == []
+    assert [h.event for h in receiver.accepted if h.json.get("caller") == skipped] == [
+        "call.ringing", "call.answered", "call.ended"
+    ]  # fmt: skip
+    assert "rule skipped the pop for ivanov (101): internal test line" in agent.text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import shutil
@@ -639,27 +640,45 @@ async def test_a_silent_peer_is_still_dead_after_a_pause_of_ours() -> None:
     """The pause does not make a dead peer immortal: once reading resumes and nothing comes
     within the timeout, Ping fails."""
 
-    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_login(reader, writer)
-        writer.write(b"".join(wire({"Event": "VarSet", "Value": str(i)}) for i in range(20)))
-        await asyncio.sleep(10)
+    count, pad = 3000, "x" * 1000
 
-    async with FakeAMI(deaf) as server:
+    async def burst_then_deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_login(reader, writer)
+        writer.write(reply(await read_action(reader), Ping="Pong"))
+        for i in range(count):
+            writer.write(wire({"Event": "VarSet", "Value": str(i), "Pad": pad}))
+        await asyncio.sleep(10)  # and never answers again
+
+    async with FakeAMI(burst_then_deaf) as server:
         client = await logged_in(server.port, max_queued_events=5)
-        events = client.events()
-        await anext(events)  # reading paused: the consumer holds back
+        release, drained = asyncio.Event(), asyncio.Event()
+        got: list[int] = []
+
+        async def consume() -> None:
+            with contextlib.suppress(ConnectionLost):
+                async for event in client.events():
+                    got.append(int(event["Value"]))
+                    if len(got) == 1:
+                        await release.wait()
+                    if len(got) == count:
+                        drained.set()
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0)
+        await client.action("Ping")
+        while not got:
+            await asyncio.sleep(0.01)
+        ping = asyncio.create_task(client.ping(timeout=0.3))
+        await asyncio.sleep(0.8)
+        assert not ping.done()  # reading is paused: not the peer's fault
+        release.set()
+        await drained.wait()
         loop = asyncio.get_running_loop()
         started = loop.time()
-        ping = asyncio.create_task(client.ping(timeout=0.3))
-        await asyncio.sleep(0.6)
-        assert not ping.done()  # paused: not the peer's fault
-        async for _ in events:  # drain; reading resumes and then nothing arrives
-            if client._queued == 0 and not client._batches:
-                break
         with pytest.raises(ConnectionLost, match="did not answer Ping"):
             await ping
-        assert loop.time() - started < 2.0
-        await events.aclose()
+        assert loop.time() - started < 1.0
+        await consumer
         await client.close()
 
 

@@ -263,3 +263,30 @@ def test_agent_health_when_nothing_listens() -> None:
     )
     idle = agent_check(_config(agent={"listen": f"0.0.0.0:{listen.split(':')[1]}"}))
     assert idle.status == "WARN" and "http://127.0.0.1:" in idle.detail
+
+
+# ---------------------------------------------------------------- no tracebacks
+
+
+def test_a_missing_ami_cafile_is_a_fail_line(tmp_path: Path) -> None:
+    path = tmp_path / "cti.toml"
+    write_config(path, {"server": {"host": "127.0.0.1", "port": free_port(), "login": "cti",
+                                   "password": "pw", "tls": True,
+                                   "cafile": str(tmp_path / "gone.pem")}})  # fmt: skip
+    code, out, err = doctor(path, "--json", "--sample", "0.2")
+    assert code == 1 and "Traceback" not in err
+    ami = next(c for c in json.loads(out)["checks"] if c["id"] == "ami.server")
+    assert ami["status"] == "FAIL" and "gone.pem" in ami["detail"] and "--cafile" in ami["fix"]
+
+
+def test_a_check_that_breaks_becomes_its_own_fail_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cti_cli.doctor import local
+
+    def broken(config: cfg.Config) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(local, "directory_check", broken)
+    checks = local.blocking_checks(_config(agent={"listen": f"127.0.0.1:{free_port()}"}))
+    assert [(c.id, c.status) for c in checks] == [
+        ("directory", "FAIL"), ("webhooks", "OK"), ("cdr.dbaccess", "WARN"), ("agent", "WARN")]
+    assert checks[0].detail == "could not be checked: RuntimeError: boom"

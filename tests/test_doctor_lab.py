@@ -110,7 +110,7 @@ def site(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         receiver.stop()
 
 
-def test_healthy_setup_is_all_ok(site: Site, tmp_path: Path) -> None:
+def test_healthy_setup_is_all_ok(site: Site, tmp_path: Path, lab: Any) -> None:
     path = tmp_path / "cti.toml"
     code, checks, err = doctor(path, site.config(), sample="5")
     assert code == 0, json.dumps(checks, ensure_ascii=False, indent=1) + err
@@ -139,6 +139,7 @@ def test_healthy_setup_is_all_ok(site: Site, tmp_path: Path) -> None:
     assert all(line.startswith("OK  ") for line in lines[:-1]), human.stdout
     assert site.data["server"]["password"] not in human.stdout + human.stderr
     assert SECRET not in human.stdout + human.stderr
+    assert lab.info.mysql_reader_password not in human.stdout + human.stderr
 
 
 def test_wrong_ami_password(site: Site, tmp_path: Path) -> None:

@@ -36,12 +36,16 @@ def receiver() -> Iterator[Receiver]:
 def pair(
     lab: Any, tmp_path: Path, receiver: Receiver, lease: str, **extra: Any
 ) -> list[tuple[Path, dict[str, Any]]]:
-    """Two configs that differ only where two machines would: state_dir and listen."""
+    """Two configs that differ only where two machines would: state_dir and listen. (The PBX
+    name is the test's own, so the lease and markers in the shared Redis are too.)"""
     out = []
+    pbx = unique("lab-")
     for name in ("a", "b"):
         folder = tmp_path / name
         folder.mkdir()
-        data = lab_config(lab, tmp_path, receiver.url, agent={"lease": lease, "lease_ttl": TTL})
+        data = lab_config(
+            lab, tmp_path, receiver.url, agent={"lease": lease, "lease_ttl": TTL, "pbx": pbx}
+        )
         data["agent"]["state_dir"] = str(folder / "state")
         data["agent"]["listen"] = f"127.0.0.1:{free_port()}"
         data.update(extra)
@@ -155,7 +159,7 @@ def test_only_the_holder_delivers_and_the_standby_takes_over_mid_call_when_it_is
     keys = [g.key for g in got]
     assert len(keys) == len(set(keys))
     assert set(keys) == {h.headers["x-cti-delivery"] for h in receiver.accepted}
-    assert {json.loads(g.body)["pbx"] for g in got} == {"lab"}
+    assert {json.loads(g.body)["pbx"] for g in got} == {data_a["agent"]["pbx"]}
 
 
 def test_a_holder_that_loses_redis_stops_delivering_and_the_other_takes_over(

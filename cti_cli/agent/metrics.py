@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 from cti_cli.notify.webhook import host_of
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-POP_OUTCOMES = ("delivered", "expired", "dead", "rule_error")
+POP_OUTCOMES = ("delivered", "expired", "dead", "rule_error", "skipped")
 
 
 def webhook_label(url: str) -> str:

@@ -444,6 +444,9 @@ class Agent:
             outcome = await runner.run(call, pop.operator)
             self.metrics.rule_seconds.observe(time.perf_counter() - started)
             opened, error = outcome.opened, outcome.error
+            if outcome.skipped:
+                self._skip_pop(pop, call, outcome.skip_reason)
+                return
         if error:
             self.metrics.pops.labels("rule_error").inc()
             log.warning("rule: %s", error)
@@ -456,6 +459,20 @@ class Agent:
         if self.outbox is not None and self._targets("screen_pop"):
             sent = {"event": body["event"], "pbx": self.pbx, **body}
             self.outbox.finish(pop.key, call["call_id"], _dumps(sent))
+            for deliverer in self.deliverers.values():
+                deliverer.wake()
+
+    def _skip_pop(self, pop: PopRequest, call: dict[str, Any], reason: str | None) -> None:
+        """The rule decided this operator gets no pop: nothing opens, nothing is sent, and the
+        call's later events are not held up behind it."""
+        self.metrics.pops.labels("skipped").inc()
+        log.info("rule skipped the pop for %s (%s): %s", pop.operator.login,
+                 pop.operator.extension, reason or "no reason given",
+                 extra={"event": "screen_pop", "call_id": call["call_id"],
+                        "operator": pop.operator.login})  # fmt: skip
+        if self.outbox is not None:
+            self.outbox.cancel(pop.key, call["call_id"], f"skipped by the rule: {reason or ''}",
+                               now=self.clock())  # fmt: skip
             for deliverer in self.deliverers.values():
                 deliverer.wake()
 

@@ -14,6 +14,7 @@ result says so (``read_classes=None``) instead of guessing.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from cti_cli.ami.client import AMIClient, AuthType
@@ -66,22 +67,15 @@ def read_classes_from_command(reply: Message) -> tuple[str, ...] | None:
 
 
 async def _read_classes(client: AMIClient, login: str) -> tuple[str, ...] | None:
-    try:
-        reply = await client.action(
-            "GetConfig", {"Filename": "manager.conf", "Category": login}, check=False
-        )
-    except ActionTimeout:
-        reply = None
-    if reply is not None and reply.get("Response") == "Success":
+    # no reply is a silent peer, not a missing permission: the ActionTimeout propagates
+    reply = await client.action(
+        "GetConfig", {"Filename": "manager.conf", "Category": login}, check=False
+    )
+    if reply.get("Response") == "Success":
         classes = read_classes_from_config(reply)
         if classes is not None:
             return classes
-    try:
-        reply = await client.action(
-            "Command", {"Command": f"manager show user {login}"}, check=False
-        )
-    except ActionTimeout:
-        return None
+    reply = await client.action("Command", {"Command": f"manager show user {login}"}, check=False)
     if reply.get("Response") in ("Success", "Follows"):
         return read_classes_from_command(reply)
     return None
@@ -90,7 +84,7 @@ async def _read_classes(client: AMIClient, login: str) -> tuple[str, ...] | None
 async def _asterisk_version(client: AMIClient, ami_version: str) -> str:
     try:
         reply = await client.action("CoreSettings")
-    except (PermissionDenied, ActionFailed, ActionTimeout):
+    except (PermissionDenied, ActionFailed):  # it answered: no permission or too old
         return asterisk_from_ami(ami_version)
     return reply.get("AsteriskVersion") or asterisk_from_ami(ami_version)
 
@@ -109,14 +103,24 @@ async def check_server(
     """Verify an AMI account end to end; raise the specific ``AMIError`` on failure.
 
     A user whose ``read=`` lacks ``call`` (and ``all``) gets ``PermissionDenied``.
+    ``timeout`` bounds the whole check, not each step; a peer that stops answering on the
+    way (e.g. to ``CoreSettings``) fails it with ``ActionTimeout``.
     """
     client = AMIClient(reply_timeout=timeout, max_queued_events=1000)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    step = "the login"
     try:
+        # connect reports its own timeouts (no TCP, no TLS, no banner); the rest shares
+        # what is left of the same deadline
         await client.connect(host, port, tls=tls, cafile=cafile, timeout=timeout)
-        await client.login(login, secret, auth=auth, events="off")
-        ami_version = client.ami_version or ""
-        asterisk_version = await _asterisk_version(client, ami_version)
-        classes = await _read_classes(client, login)
+        async with asyncio.timeout_at(deadline):
+            await client.login(login, secret, auth=auth, events="off")
+            ami_version = client.ami_version or ""
+            step = "CoreSettings"
+            asterisk_version = await _asterisk_version(client, ami_version)
+            step = "GetConfig/Command (the user's read classes)"
+            classes = await _read_classes(client, login)
         if classes is not None and not _CALL_READERS & set(classes):
             now = ",".join(classes) or "nothing"
             raise PermissionDenied(
@@ -124,7 +128,12 @@ async def check_server(
                 f"manager.conf section (now read={now}) and run 'manager reload'"
             )
         info = ServerInfo(ami_version, asterisk_version, client.banner or "", classes)
-        await client.logoff(timeout=min(timeout, 2.0))
+        await client.logoff(timeout=min(timeout, 0.5))  # best effort, after the check
         return info
+    except TimeoutError:  # the overall deadline, or one action's (an ActionTimeout)
+        raise ActionTimeout(
+            f"{host}:{port} did not answer {step} within {timeout:g} s (the whole check): "
+            "a stalled or overloaded Asterisk?"
+        ) from None
     finally:
         await client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import itertools
 import os
@@ -37,6 +38,7 @@ from cti_cli.ami.errors import (
     ConnectionLost,
     ConnectionRefused,
     ConnectTimeout,
+    HostUnreachable,
     NameNotResolved,
     NotAMIServer,
     PermissionDenied,
@@ -176,6 +178,7 @@ class AMIClient:
         self._wakeup: asyncio.Future[None] | None = None
         self._failure: AMIError | None = None
         self._closed = False
+        self._leaving = False  # Logoff sent: the peer closing now is its goodbye, not a loss
         self._gone: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ids = itertools.count(1)
@@ -239,6 +242,11 @@ class AMIClient:
                 raise TLSError(
                     f"{self.peer} closed the connection during the TLS handshake: check that "
                     "this is the AMI TLS port (manager.conf tlsbindport)"
+                ) from None
+            if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+                raise HostUnreachable(
+                    f"no route to {self.peer} ({exc.strerror}): check the AMI host address, "
+                    "the network route or VPN to it, and that the PBX is up"
                 ) from None
             raise ConnectionRefused(
                 f"cannot connect to {self.peer}: {exc.strerror or exc}"
@@ -310,6 +318,12 @@ class AMIClient:
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
         if self._closed:
+            return
+        if self._leaving:  # after our Logoff: end what waits (Logoff itself), quietly
+            for waiter in self._waiters.values():
+                if not waiter.future.done():
+                    waiter.future.set_exception(ConnectionLost(f"{self.peer} said goodbye"))
+            self._waiters.clear()
             return
         if self._greeting is not None and not self._greeting.done():
             self._fail(ConnectionLost(
@@ -496,7 +510,8 @@ class AMIClient:
                     f"{self.peer} refused the MD5 challenge ({challenge.get('Message', '?')}): "
                     "try plain authentication"
                 )
-            key = hashlib.md5((token + secret).encode("utf-8")).hexdigest()
+            # the AMI protocol's own challenge-response, not a security use: allowed on FIPS
+            key = hashlib.md5((token + secret).encode("utf-8"), usedforsecurity=False).hexdigest()
             headers: dict[str, str] = {"Username": username, "AuthType": "MD5", "Key": key}
         elif auth == "plain":
             headers = {"Username": username, "Secret": secret}
@@ -577,6 +592,7 @@ class AMIClient:
     async def logoff(self, timeout: float = 2.0) -> None:
         """Say goodbye (best effort) and close."""
         if self.connected:
+            self._leaving = True
             with contextlib.suppress(AMIError):
                 await self.action("Logoff", reply_timeout=timeout, check=False)
         await self.close()

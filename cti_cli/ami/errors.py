@@ -57,6 +57,13 @@ class ConnectionRefused(AMIError):
     kind = "connection refused"
 
 
+class HostUnreachable(AMIError):
+    """No route to the AMI host or its network (EHOSTUNREACH/ENETUNREACH): routing, VPN, or a
+    host that is down, not a closed port."""
+
+    kind = "host unreachable"
+
+
 class ConnectTimeout(AMIError):
     """No TCP connection, TLS handshake or banner within the timeout."""
 
@@ -102,6 +109,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLost",
     "ConnectionRefused",
+    "HostUnreachable",
     "NameNotResolved",
     "NotAMIServer",
     "PermissionDenied",

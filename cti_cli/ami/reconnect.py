@@ -35,7 +35,11 @@ StateName = Literal["connecting", "connected", "reconnecting", "error", "closed"
 
 @dataclass(frozen=True)
 class ConnectParams:
-    """Where and how to log in. The secret is left out of ``repr``."""
+    """Where and how to log in. The secret is left out of ``repr``.
+
+    ``timeout`` bounds the connection, the login, every action's reply and (unless
+    ``ping_timeout`` is given) the keepalive Ping: it is ``server.timeout``.
+    """
 
     host: str
     port: int
@@ -47,7 +51,7 @@ class ConnectParams:
     timeout: float = 10.0
     events: bool | str = True
     ping_interval: float | None = 20.0
-    ping_timeout: float = 10.0
+    ping_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class ReconnectingClient:
     async def _open(self) -> AMIClient:
         p = self.params
         client = self._factory()
+        client.reply_timeout = p.timeout
         try:
             await client.connect(p.host, p.port, tls=p.tls, cafile=p.cafile, timeout=p.timeout)
             await client.login(p.username, p.secret, auth=p.auth, events=p.events)
@@ -140,7 +145,7 @@ class ReconnectingClient:
             await client.close()
             raise
         if p.ping_interval:
-            client.start_keepalive(p.ping_interval, p.ping_timeout)
+            client.start_keepalive(p.ping_interval, p.ping_timeout or p.timeout)
         return client
 
     async def _drop(self) -> None:

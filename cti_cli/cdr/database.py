@@ -14,14 +14,13 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pymysql
 from pymysql.connections import Connection
 
 from cti_cli.cdr.dbaccess import KEY_PASSWORD, KEY_TABLE, KEY_URL, KEY_USER, DbAccess
 
-READ_TIMEOUT = 60
 CR_SSL_CONNECTION_ERROR = 2026  # also PyMySQL's "server doesn't support SSL"
 
 
@@ -93,7 +92,11 @@ def _tls_context(access: DbAccess) -> ssl.SSLContext:
 
 
 def _open(access: DbAccess, tls: dict[str, Any]) -> Connection[Any]:
-    return pymysql.connect(
+    # PyMySQL's connect_timeout covers only the TCP connect; the handshake (greeting, TLS,
+    # login) reads with read_timeout. So the handshake reads get connectTimeout too — a port
+    # that accepts and never answers fails in connectTimeout, as with JDBC — and queries
+    # then get socketTimeout (read_timeout).
+    conn = pymysql.connect(
         host=access.host,
         port=access.port,
         user=access.user,
@@ -101,10 +104,14 @@ def _open(access: DbAccess, tls: dict[str, Any]) -> Connection[Any]:
         database=access.database,
         charset="utf8mb4",
         connect_timeout=access.connect_timeout,
-        read_timeout=READ_TIMEOUT,
+        read_timeout=access.connect_timeout,
+        write_timeout=access.connect_timeout,
         autocommit=None,
         **tls,
     )
+    conn._read_timeout = access.read_timeout  # type: ignore[attr-defined]  # next read on
+    conn._write_timeout = access.read_timeout  # type: ignore[attr-defined]
+    return conn
 
 
 def connect(access: DbAccess) -> Connection[Any]:
@@ -123,7 +130,7 @@ def connect(access: DbAccess) -> Connection[Any]:
                 raise
             return _open(access, {"ssl_disabled": True})
     except pymysql.MySQLError as exc:
-        raise CdrDbError(explain(exc, access)) from None
+        raise CdrDbError(explain(exc, access, during="connect")) from None
 
 
 @contextmanager
@@ -159,12 +166,27 @@ def introspect(conn: Connection[Any], access: DbAccess) -> CdrTable:
 _REASON = re.compile(r"\((.*)\)\s*$")
 
 
-def explain(exc: pymysql.MySQLError, access: DbAccess) -> str:
+def explain(
+    exc: pymysql.MySQLError, access: DbAccess, *, during: Literal["connect", "query"] = "query"
+) -> str:
     """One line naming the setting to fix; the password never appears."""
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
     text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
     where, src, user = access.where, access.source, access.user
     table = f"{access.database}.{access.table}"
+    if code in (2003, 2013) and "timed out" in text:
+        if during == "connect":
+            return (
+                f"the CDR database at {where} timed out: no answer within "
+                f"{access.connect_timeout:g} s while connecting; check that MariaDB/MySQL "
+                f"answers there (not a firewall or another service) and connectTimeout of "
+                f"{KEY_URL} in {src}"
+            )
+        return (
+            f"the CDR database at {where} timed out: no answer to a query within "
+            f"{access.read_timeout:g} s; the server may be overloaded (socketTimeout of "
+            f"{KEY_URL} in {src} sets this limit)"
+        )
     if code in (2003, 2005, 2006, 2013) and ("SSL" in text or "certificate" in text):
         return (
             f"TLS to the CDR database at {where} failed ({_reason(text)}); "

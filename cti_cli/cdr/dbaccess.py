@@ -8,6 +8,7 @@ everything else is ignored. The URL may be JDBC (`jdbc:mysql://…`, `jdbc:maria
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,7 @@ KEY_TABLE = "cti.cdr.table"
 
 DEFAULT_PORT = 3306
 DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 60.0  # a query's reply; JDBC socketTimeout (ms) overrides it
 
 TlsMode = Literal["disabled", "preferred", "required", "verify-ca", "verify-identity"]
 
@@ -62,6 +64,7 @@ class DbAccess:
     tls: TlsMode = "preferred"
     tls_ca: Path | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
 
     @property
     def where(self) -> str:
@@ -109,6 +112,7 @@ def dbaccess_from_properties(props: dict[str, str], source: Path) -> DbAccess:
         tls=url.tls,
         tls_ca=url.tls_ca,
         connect_timeout=url.connect_timeout,
+        read_timeout=url.read_timeout,
     )
 
 
@@ -126,6 +130,7 @@ class _Url:
     tls: TlsMode
     tls_ca: Path | None
     connect_timeout: float
+    read_timeout: float
 
 
 def _bad_url(source: Path, why: str) -> DbAccessError:
@@ -161,13 +166,23 @@ def _parse_url(text: str, source: Path) -> _Url:
     user = unquote(parts.username) if parts.username is not None else params.get("user")
     password = unquote(parts.password) if parts.password is not None else params.get("password")
     tls, ca = _tls_from_params(params, source)
-    timeout = DEFAULT_CONNECT_TIMEOUT
-    if "connecttimeout" in params:  # JDBC: milliseconds
-        try:
-            timeout = max(int(params["connecttimeout"]) / 1000, 0.1)
-        except ValueError:
-            raise bad("has a connectTimeout that is not a number of milliseconds") from None
-    return _Url(host, port, database, user, password, tls, ca, timeout)
+    timeout = _millis(params, "connectTimeout", DEFAULT_CONNECT_TIMEOUT, bad)
+    read_timeout = _millis(params, "socketTimeout", DEFAULT_READ_TIMEOUT, bad)
+    return _Url(host, port, database, user, password, tls, ca, timeout, read_timeout)
+
+
+def _millis(
+    params: dict[str, str], name: str, default: float, bad: Callable[[str], DbAccessError]
+) -> float:
+    """A JDBC timeout in milliseconds as seconds (0, JDBC's "forever", becomes the default)."""
+    text = params.get(name.lower())
+    if text is None:
+        return default
+    try:
+        millis = int(text)
+    except ValueError:
+        raise bad(f"has a {name} that is not a number of milliseconds") from None
+    return max(millis / 1000, 0.1) if millis > 0 else default
 
 
 def _tls_from_params(params: dict[str, str], source: Path) -> tuple[TlsMode, Path | None]:

@@ -38,6 +38,8 @@ NOTABLE_COLUMNS = ("recordingfile", "linkedid", "did")
 LOOKUP_INDEXES = ("uniqueid", "linkedid")
 JOURNAL_INDEXES = ("calldate", "uniqueid")
 _MATCH_COLUMNS = ("src", "cnum", "dst", "did", "dstchannel")
+# calldate first (its index serves the window), then enough to make the order total
+_PAGE_ORDER = ("calldate", "uniqueid", "sequence", "channel", "dstchannel")
 
 
 def valid_uniqueid(text: str) -> bool:
@@ -169,7 +171,11 @@ def recent_call_ids(
     sql = _select(table, ("uniqueid", *match_cols))
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY `calldate` DESC LIMIT %s OFFSET %s"
+    # OFFSET pages are only consistent over a total order: many legs share one calldate
+    # (to the second), and MariaDB may return ties in another order on every query, so a
+    # page boundary inside a tie would skip some rows and repeat others.
+    order = ", ".join(f"`{c}` DESC" for c in table.present(_PAGE_ORDER))
+    sql += f" ORDER BY {order} LIMIT %s OFFSET %s"
     found: dict[str, None] = {}
     page, offset = max(limit * 8, 200), 0
     with conn.cursor() as cur:

@@ -174,15 +174,21 @@ def _recheck(updated: cfg.Config, disable: bool) -> None:
     from cti_cli import config as cfg
     from cti_cli.cli.switch import record_check, run_check
 
+    server = cfg.with_environment(updated).server
     if disable:
         try:
-            info = run_check(cfg.with_environment(updated).server)
+            info = run_check(server, failure="the new connection fails the check: {reason}")
         except typer.Exit:
             updated.enabled = False
             warn("the new connection failed the check: saved, and the integration is now disabled")
             return
     else:
-        info = run_check(cfg.with_environment(updated).server)  # exits 1, nothing written
+        info = run_check(  # exits 1, nothing written
+            server,
+            failure="the new connection fails the check: {reason}; nothing was saved and the "
+            "integration keeps running with the old settings (to save anyway and switch it "
+            "off: cti configure ... --disable)",
+        )
     record_check(updated, info)
 
 

@@ -23,8 +23,14 @@ if TYPE_CHECKING:  # imported when a command runs: `cti --help` stays fast
     from cti_cli.config import Config, ServerConfig
 
 
-def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
-    """Prove the AMI server is reachable and accepts the login; exit 1 with the exact reason."""
+def run_check(
+    server: ServerConfig,
+    timeout: float | None = None,
+    *,
+    failure: str = "cannot enable: {reason}; the integration stays disabled",
+) -> ServerInfo:
+    """Prove the AMI server is reachable and accepts the login; exit 1 with the exact reason
+    (``failure`` says it, and what that means for the caller)."""
     import asyncio
 
     from cti_cli.ami import errors
@@ -44,7 +50,7 @@ def run_check(server: ServerConfig, timeout: float | None = None) -> ServerInfo:
             )
         )
     except errors.AMIError as exc:
-        fail(f"cannot enable: {exc.describe()}; the integration stays disabled")
+        fail(failure.format(reason=exc.describe()))
 
 
 def record_check(config: Config, info: ServerInfo) -> None:

@@ -68,8 +68,21 @@ async def diagnose(config_path: Path, *, sample: float = DEFAULT_SAMPLE) -> list
     checks.append(enabled_check(config))
     ami = asyncio.create_task(ami_checks(config, sample))
     rest = asyncio.create_task(asyncio.to_thread(blocking_checks, config))
-    rule = await rule_check(config)
-    return [*checks, *await ami, rule, *await rest]
+    try:
+        rule = await rule_check(config)
+    except Exception as exc:
+        rule = unexpected("rule", "rule", exc)
+    try:
+        ami_lines = await ami
+    except Exception as exc:
+        ami_lines = [unexpected("ami", "AMI", exc)]
+    return [*checks, *ami_lines, rule, *await rest]
+
+
+def unexpected(id: str, name: str, exc: Exception) -> Check:
+    """A check that broke instead of answering: a FAIL line, never a traceback."""
+    return fail(id, name, f"could not be checked: {type(exc).__name__}: {exc}",
+                "Run cti doctor again; if it repeats, report this line.")  # fmt: skip
 
 
 def counts(checks: list[Check]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 from collections import Counter
 
 from cti_cli.ami.check import read_classes_from_command, read_classes_from_config
@@ -233,6 +234,12 @@ async def ami_checks(config: Config, sample: float) -> list[Check]:
             return [fail("ami.server", "AMI server",
                          f"{exc.describe()}; login, permissions and events not checked",
                          _connect_fix(exc))]  # fmt: skip
+        except (OSError, ssl.SSLError) as exc:  # [server] cafile missing or not PEM
+            return [fail("ami.server", "AMI server",
+                         f"[server] cafile {server.cafile}: {getattr(exc, 'strerror', None) or exc}"
+                         "; login, permissions and events not checked",
+                         "Point [server] cafile at the PEM file of the CA that signed the AMI "
+                         "certificate (cti configure --cafile PATH).")]  # fmt: skip
         how = "TLS, certificate verified" if server.tls else "TCP"
         out.append(ok("ami.server", "AMI server", f"{where} answers ({banner}, {how})"))
         try:

@@ -2,7 +2,8 @@
 
 It reads what `cti recordings` / `cti calls` read, as the same (SELECT-only) user: the file,
 a connection, `SHOW COLUMNS` / `SHOW INDEX` of the table, and one `SELECT` that proves the
-grant (a user may see a table's columns with any privilege on it, yet not read its rows).
+grant. (MariaDB already refuses SHOW COLUMNS without SELECT; MySQL shows a table's columns to a
+user with any privilege on it, e.g. INSERT only, and only the SELECT finds the missing grant.)
 """
 
 from __future__ import annotations

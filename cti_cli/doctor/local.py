@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -269,7 +270,7 @@ def recordings_checks(config: cfg.Config) -> list[Check]:
     rec = "newest recording"
     if newest is None:
         local = mount is not None and not mount.network
-        hint = ""
+        hint = " — is the share mounted?" if local and empty else ""
         out.append(warn("recordings.newest", rec,
                         f"no recording in {folder}" + (" (scan cut short)" if cut else "") + hint,
                         "Check that Asterisk records calls into this folder (MixMonitor) and, "
@@ -335,12 +336,23 @@ def agent_check(config: cfg.Config) -> Check:
 
 
 def blocking_checks(config: cfg.Config) -> list[Check]:
+    from cti_cli.doctor import unexpected
     from cti_cli.doctor.cdr import cdr_checks
     from cti_cli.doctor.webhooks import webhook_checks
 
-    out = [directory_check(config), *webhook_checks(config)]
-    out += cdr_checks(config)
+    Checker = Callable[[cfg.Config], Check | list[Check]]
+
+    def guarded(id: str, name: str, check: Checker) -> list[Check]:
+        try:
+            result = check(config)
+        except Exception as exc:  # one broken check must not hide the others
+            return [unexpected(id, name, exc)]
+        return result if isinstance(result, list) else [result]
+
+    out = guarded("directory", "directory", directory_check)
+    out += guarded("webhooks", "webhooks", webhook_checks)
+    out += guarded("cdr", "CDR", cdr_checks)
     if config.cdr.dbaccess:
-        out += recordings_checks(config)
-    out.append(agent_check(config))
+        out += guarded("recordings", "recordings", recordings_checks)
+    out += guarded("agent", "agent", agent_check)
     return out

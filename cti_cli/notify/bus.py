@@ -114,9 +114,11 @@ class NatsPublisher:
             async def quiet(exc: Exception) -> None:
                 log.debug("nats: %s", exc)
 
+            # one connection attempt (and one quick retry): the outbox does the retrying
             nc = await nats.connect(
-                self.url, name="cti agent", allow_reconnect=False,
-                connect_timeout=max(1, round(self.timeout)), error_cb=quiet,
+                self.url, name="cti agent", allow_reconnect=False, max_reconnect_attempts=1,
+                reconnect_time_wait=0.2, connect_timeout=max(1, round(self.timeout)),
+                error_cb=quiet,
             )  # fmt: skip
             try:
                 js = nc.jetstream(timeout=self.timeout)
@@ -324,10 +326,19 @@ async def read_bus(
         return
     import nats
 
-    nc = await nats.connect(publish.url, name="cti events tail",
-                            connect_timeout=max(1, round(publish.timeout)))  # fmt: skip
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def quiet(exc: Exception) -> None:
+        log.debug("nats: %s", exc)
+
+    async def closed() -> None:
+        await queue.put(None)
+
+    nc = await nats.connect(
+        publish.url, name="cti events tail", max_reconnect_attempts=1, reconnect_time_wait=0.5,
+        connect_timeout=max(1, round(publish.timeout)), error_cb=quiet, closed_cb=closed,
+    )  # fmt: skip
     try:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def take(msg: Any) -> None:
             await queue.put(msg)
@@ -345,6 +356,8 @@ async def read_bus(
             ready()
         while True:
             msg = await queue.get()
+            if msg is None:
+                raise ConnectionError("the connection to the bus was lost")
             headers = msg.headers or {}
             yield BusMessage(msg.subject, headers.get("Nats-Msg-Id"), headers.get("Cti-Event"),
                              bytes(msg.data))  # fmt: skip

@@ -239,6 +239,19 @@ class Outbox:
                 (body, key, group),
             )
 
+    def cancel(self, key: str, group: str, reason: str, *, now: float) -> None:
+        """Drop a message still building (the rule skipped the pop) for all its targets; the
+        group's next row becomes its head. Kept as `expired` so the key stays known."""
+        with self._write() as db:
+            found = db.execute(
+                "UPDATE items SET state = 'expired', head = 0, finished_at = ?, last_error = ?"
+                " WHERE key = ? AND grp = ? AND state = 'pending' AND body IS NULL"
+                " RETURNING target",
+                (now, reason, key, group),
+            ).fetchall()
+            for (target,) in found:
+                self._ensure_head(db, target, group)
+
     def delivered(self, item_id: int, *, now: float) -> None:
         # A row the sweep expired while its request was in flight did arrive: say so.
         self._leave_pending(
