@@ -157,6 +157,8 @@ class AgentConfig(_Block):
     # active/standby: a Redis lease per PBX (`cti:lease:<pbx>`); unset: always active
     lease: str | None = Field(default=None, pattern=r"^rediss?://\S+$")
     lease_ttl: float = Field(default=5.0, ge=0.5, le=300)
+    # seconds delivered outbox rows and operator page history (caller numbers) are kept
+    retention: float = Field(default=7 * 86400.0, ge=60)
 
 
 class DeskConfig(_Block):
@@ -189,6 +191,16 @@ class CallsConfig(_Block):
 WEBHOOK_EVENTS = ("screen_pop", "call.ringing", "call.answered", "call.transferred", "call.ended")
 
 
+def _known_event_names(cls: type, value: list[str] | None) -> list[str] | None:
+    """`events = [...]` of a webhook or a bus: only names cti sends, with a "did you mean"."""
+    for name in value or ():
+        if name not in WEBHOOK_EVENTS:
+            hint = difflib.get_close_matches(name, WEBHOOK_EVENTS, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ValueError(f"unknown event {name!r} (known: {', '.join(WEBHOOK_EVENTS)}){extra}")
+    return value
+
+
 class Webhook(_Block):
     url: str = Field(pattern=r"^https?://\S+$")
     secret: SecretStr = SecretStr("")
@@ -197,17 +209,7 @@ class Webhook(_Block):
     events: list[str] | None = None  # None: every event
     timeout: float = Field(default=5.0, gt=0, le=120)
 
-    @field_validator("events")
-    @classmethod
-    def _known_events(cls, value: list[str] | None) -> list[str] | None:
-        for name in value or ():
-            if name not in WEBHOOK_EVENTS:
-                hint = difflib.get_close_matches(name, WEBHOOK_EVENTS, n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise ValueError(
-                    f"unknown event {name!r} (known: {', '.join(WEBHOOK_EVENTS)}){extra}"
-                )
-        return value
+    _known_events = field_validator("events")(_known_event_names)
 
     def wants(self, event: str) -> bool:
         return self.events is None or event in self.events
@@ -223,17 +225,7 @@ class Publish(_Block):
     events: list[str] | None = None  # None: every event
     timeout: float = Field(default=5.0, gt=0, le=120)
 
-    @field_validator("events")
-    @classmethod
-    def _known_events(cls, value: list[str] | None) -> list[str] | None:
-        for name in value or ():
-            if name not in WEBHOOK_EVENTS:
-                hint = difflib.get_close_matches(name, WEBHOOK_EVENTS, n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else ""
-                raise ValueError(
-                    f"unknown event {name!r} (known: {', '.join(WEBHOOK_EVENTS)}){extra}"
-                )
-        return value
+    _known_events = field_validator("events")(_known_event_names)
 
     def wants(self, event: str) -> bool:
         return self.events is None or event in self.events
@@ -600,6 +592,7 @@ _ALLOWED: dict[str, str] = {
     "publish.*.subject": 'must be dot-separated words of letters, digits, _ or -, e.g. "cti"',
     "agent.lease": 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379/0"',
     "agent.lease_ttl": "must be a number of seconds from 0.5 to 300",
+    "agent.retention": "must be a number of seconds, at least 60 (604800 is 7 days)",
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from cti_cli.ami.client import AMIClient
-from cti_cli.rules.catalog import EXAMPLES_DIR
+from cti_cli.rules import DEFAULT_RULE
 from tests.agent_support import SECRET, AgentProcess, Receiver, free_port, write_config
 from tests.cdr_support import scratch_cdr
 
@@ -81,7 +81,7 @@ def site(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         encoding="utf-8",
     )
     (home / "rules").mkdir()
-    shutil.copy(EXAMPLES_DIR / "default.py", home / "rules" / "incoming.py")
+    shutil.copy(DEFAULT_RULE, home / "rules" / "incoming.py")
     receiver = Receiver().start()
     data: dict[str, Any] = {
         "enabled": True,

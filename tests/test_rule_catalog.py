@@ -21,7 +21,7 @@ import pytest
 from cti_cli import config as cfg
 from cti_cli.agent.pops import Operator
 from cti_cli.agent.rule import RuleRunner
-from cti_cli.rules.catalog import EXAMPLES_DIR, default_catalog, examples
+from cti_cli.rules.catalog import default_catalog, example_path, examples
 from tests.agent_support import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def pops(conf: Path, capture: Path, rule: Path | None = None) -> tuple[list[dict
 
 
 def example(name: str) -> Path:
-    return EXAMPLES_DIR / f"{name}.py"
+    return example_path(name)
 
 
 # ---------------------------------------------------------------- the examples

@@ -79,7 +79,8 @@ class OperatorPages:
         keepalive: float = KEEPALIVE,
     ) -> None:
         self.tokens = TokenStore(folder / FILE_NAME)
-        self.hub = PopHub(folder / HUB_FILE, clock=clock, keepalive=keepalive)
+        self.hub = PopHub(folder / HUB_FILE, clock=clock, keepalive=keepalive,
+                          retention=lambda: config().agent.retention)  # fmt: skip
         self.config = config
         self.clock = clock
         self._assets: dict[str, bytes] = {}

@@ -35,6 +35,7 @@ log = logging.getLogger("cti.agent.pages")
 RING = 200  # events kept per operator for resuming
 RESUME_WINDOW = 3600.0  # seconds an event stays resumable
 HISTORY = 20  # calls shown per operator
+DEFAULT_RETENTION = 7 * 86400.0  # [agent] retention: older history (caller numbers) is dropped
 KEEPALIVE = 15.0
 QUEUE_LIMIT = 1000  # a stream that falls this far behind is closed (the page reconnects)
 
@@ -108,10 +109,12 @@ class PopHub:
         *,
         clock: Callable[[], float] = time.time,
         keepalive: float = KEEPALIVE,
+        retention: Callable[[], float] = lambda: DEFAULT_RETENTION,
     ) -> None:
         self.path = path
         self.clock = clock
         self.keepalive = keepalive
+        self.retention = retention  # read at each use: a config reload takes effect
         self._feeds: dict[str, _Feed] = {}
         self._live: dict[str, _Live] = {}
         self._last_id = 0
@@ -126,12 +129,21 @@ class PopHub:
             feed = self._feeds[login] = _Feed()
         return feed
 
+    def _kept_since(self, now: float) -> float:
+        """History ended before this moment is past retention."""
+        return now - self.retention()
+
+    def _retained(self, history: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        since = self._kept_since(now)
+        return [h for h in history if _ended(h) >= since]
+
     def _append(self, login: str, kind: str, data: dict[str, Any]) -> Entry:
         self._last_id += 1
         now = self.clock()
         entry = Entry(self._last_id, kind, now, data)
         feed = self._feed(login)
-        while feed.events and feed.events[0].at < now - RESUME_WINDOW:
+        oldest = max(now - RESUME_WINDOW, self._kept_since(now))
+        while feed.events and feed.events[0].at < oldest:
             feed.events.popleft()
         feed.events.append(entry)
         for sub in list(feed.subscribers):
@@ -203,6 +215,7 @@ class PopHub:
             feed.history = [h for h in feed.history if h.get("call_id") != event.call_id]
             feed.history.insert(0, data)
             del feed.history[HISTORY:]
+            feed.history = self._retained(feed.history, now)
             self._append(login, "call", data)
         self._save()
 
@@ -210,7 +223,23 @@ class PopHub:
 
     def history(self, login: str) -> list[dict[str, Any]]:
         feed = self._feeds.get(login)
-        return list(feed.history) if feed else []
+        return self._retained(feed.history, self.clock()) if feed else []
+
+    def prune(self) -> int:
+        """Drop history and buffered events past retention (kept off disk, too); the count."""
+        now = self.clock()
+        since = self._kept_since(now)
+        dropped = 0
+        for feed in self._feeds.values():
+            kept = self._retained(feed.history, now)
+            dropped += len(feed.history) - len(kept)
+            feed.history = kept
+            while feed.events and feed.events[0].at < since:
+                feed.events.popleft()
+                dropped += 1
+        if dropped:
+            self._save()
+        return dropped
 
     def entries(self, login: str) -> list[Entry]:
         feed = self._feeds.get(login)
@@ -286,7 +315,7 @@ class PopHub:
             return
         try:
             self._last_id = int(data.get("last_id", 0))
-            since = self.clock() - RESUME_WINDOW
+            since = max(self.clock() - RESUME_WINDOW, self._kept_since(self.clock()))
             for login, saved in dict(data.get("operators", {})).items():
                 feed = self._feed(str(login))
                 for item in saved.get("events", []):
@@ -294,7 +323,8 @@ class PopHub:
                                   dict(item["data"]))  # fmt: skip
                     if entry.at >= since:
                         feed.events.append(entry)
-                feed.history = [dict(h) for h in saved.get("history", [])][:HISTORY]
+                history = [dict(h) for h in saved.get("history", [])][:HISTORY]
+                feed.history = self._retained(history, self.clock())
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             log.warning("operator pages: %s is damaged (%s); starting empty", self.path, exc)
             self._feeds.clear()
@@ -308,7 +338,7 @@ class PopHub:
             "operators": {
                 login: {
                     "events": [e.to_json() for e in feed.events],
-                    "history": feed.history,
+                    "history": self._retained(feed.history, self.clock()),
                 }
                 for login, feed in self._feeds.items()
                 if feed.events or feed.history
@@ -328,6 +358,14 @@ class PopHub:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+
+
+def _ended(line: dict[str, Any]) -> float:
+    """When a history line's call ended (0 when unknown: it is past any retention)."""
+    try:
+        return float(line.get("ended") or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _event_time(event: CallEvent) -> float | None:

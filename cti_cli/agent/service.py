@@ -615,7 +615,8 @@ class Agent:
                 self._expired(item)
             if now - last_prune > PRUNE_EVERY:
                 last_prune = now
-                self.outbox.prune(now=now)
+                self.outbox.prune(now=now, keep=self.config.agent.retention)
+                self.pages.hub.prune()  # operators' call history past retention, too
 
     def _expired(self, item: Item) -> None:
         if not self._may_deliver():  # a standby's copy: the active agent delivered it, or not

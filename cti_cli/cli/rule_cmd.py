@@ -93,7 +93,7 @@ def show_rule(
 ) -> None:
     """Print a rule (highlighted on a terminal); without NAME, the built-in rule as it is."""
     from cti_cli.rules import DEFAULT_RULE, RuleError, read_rule
-    from cti_cli.rules.catalog import EXAMPLES_DIR, CatalogError, check_name, rule_path
+    from cti_cli.rules.catalog import CatalogError, check_name, example_file, rule_path
 
     if name is None:
         sys.stdout.write(DEFAULT_RULE.read_text(encoding="utf-8"))
@@ -102,8 +102,8 @@ def show_rule(
     try:
         bare = check_name(name)
         path = folder / f"{bare}.py"
-        if not path.is_file() and (EXAMPLES_DIR / f"{bare}.py").is_file():
-            path = EXAMPLES_DIR / f"{bare}.py"
+        if not path.is_file() and example_file(bare).is_file():
+            path = example_file(bare)
         else:
             path = rule_path(folder, bare)
     except CatalogError as exc:

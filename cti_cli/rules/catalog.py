@@ -129,15 +129,27 @@ def entries(folder: Path) -> list[Entry]:
 
 
 def examples() -> list[Entry]:
-    """The examples shipped with cti."""
-    return [describe(path) for path in _rule_files(EXAMPLES_DIR)]
+    """The examples shipped with cti; `default` is the built-in rule itself."""
+    return [describe(_example_file(name), name) for name in _example_names()]
+
+
+def _example_names() -> list[str]:
+    return ["default", *(p.stem for p in _rule_files(EXAMPLES_DIR))]
+
+
+def example_file(name: str) -> Path:
+    """Where example `name` lives (`default` is the built-in rule); may not exist."""
+    return DEFAULT_RULE if name == "default" else EXAMPLES_DIR / f"{name}.py"
+
+
+_example_file = example_file
 
 
 def example_path(name: str) -> Path:
     bare = check_name(name)
-    path = EXAMPLES_DIR / f"{bare}.py"
+    path = _example_file(bare)
     if not path.is_file():
-        known = ", ".join(e.path.stem for e in examples())
+        known = ", ".join(_example_names())
         raise CatalogError(f"no example {bare!r}; the examples are: {known} (cti rule examples)")
     return path
 
@@ -149,7 +161,7 @@ def rule_path(folder: Path, name: str) -> Path:
     if path.is_file():
         return path
     hint = "cti rule list shows the catalog"
-    if (EXAMPLES_DIR / f"{bare}.py").is_file():
+    if _example_file(bare).is_file():
         hint = f"{bare} is an example: copy it first with cti rule new {bare} --from {bare}"
     raise CatalogError(f"no rule {bare!r} in the catalog {folder}; {hint}")
 

@@ -8,6 +8,9 @@ change what a screen pop opens. `on_call(call, cti)` runs once per pop, for one 
 * `cti.find_employee(number)` — the employee (a dict of the directory's columns) or None.
 * `cti.open_card(employee)`, `cti.open_request_form(**fields)` — what the operator's browser opens.
 * `cti.log(message)` — a line in the agent's log.
+
+Opens: employee_card + request_form {client_id, client_name, phone} for a caller the directory
+knows, request_form {phone, caller_name} for anyone else. (`cti rule examples`: "default".)
 """
 
 
