@@ -7,8 +7,8 @@ A fake Asterisk 22 in this process streams queue calls over loopback AMI to the 
 (`python -m cti_cli agent`, a subprocess with its own temp config, outbox and CSV directory),
 which posts its webhooks to a local HTTP receiver (h11, also in this process). Every call is
 the wire shape of a real answered queue call recorded in the lab (Asterisk 22.10, 2026-12-01:
-131 messages when 101 and 102 both ring, of which VarSet 55, Newexten 13, DeviceStateChange 13,
-TestEvent 8, QueueMemberStatus 8; 110 when only 101 rings), with its own Uniqueids/Linkedid,
+132 messages when 101 and 102 both ring, of which VarSet 55, Newexten 13, DeviceStateChange 13,
+TestEvent 8, QueueMemberStatus 8; 107 when only 101 rings), with its own Uniqueids/Linkedid,
 channel names, bridge id and caller, at Poisson arrivals and the recorded call's timeline
 (101 answers 1.0 s after it starts ringing, 2 s of talk). Extension 101 (ivanov) is in the
 team; 102 is not. The trigger is 101's `Newstate` Up (`[rule] trigger = "answer"`).
@@ -958,13 +958,18 @@ def markdown(r: dict[str, Any]) -> str:
     pop, ans, floor, rss = r["pop_ms"], r["answered_ms"], r["floor_ms"], r["rss_mib"]
 
     def ms(value: float) -> str:
-        return "—" if value != value else f"{value:.2f} ms"  # NaN: not measured
+        if value != value:  # NaN: not measured
+            return "—"
+        return f"{value / 1000:,.1f} s" if value >= 1000 else f"{value:.2f} ms"
 
     def x(value: float) -> str:
-        return "—" if value != value else f"{value:.1f}×"
+        return "—" if value != value else f"{value:,.1f}×"
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
+
+    def pct_or_dash(value: float) -> str:
+        return "—" if value != value else f"{value:.1f} %"
 
     lost_total = sum(r["lost"].values())
     samples = rss["samples"]
@@ -1011,7 +1016,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['triggers_behind_unsent_bytes']} (max buffer {r['pbx_max_write_buffer']:,} B) | |",
         f"| outbox on disk at the end | {r['outbox_mib']:.1f} MiB | |",
         f"| last delivery after the last AMI message; agent CPU during the floor | "
-        f"{r['drain_s']:.1f} s; {r['agent_cpu_during_floor_percent']:.1f} % | |",
+        f"{r['drain_s']:.1f} s; {pct_or_dash(r['agent_cpu_during_floor_percent'])} | |",
     ]  # fmt: skip
     return "\n".join(rows)
 

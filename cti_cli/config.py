@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import fcntl
 import os
+import re
 import stat
 import tempfile
 import time
@@ -31,6 +32,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from cti_cli.config_path import default_path as default_path  # re-exported
@@ -97,6 +99,21 @@ class ServerConfig(_Block):
         return value
 
 
+PBX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+class NamedServer(ServerConfig):
+    """One `[[servers]]` entry: a PBX with its own name (delivery keys, subjects, `pbx`)."""
+
+    name: str = Field(pattern=PBX_NAME)
+
+
+def split_extension(spec: str) -> tuple[str | None, str]:
+    """`"main:101"` → `("main", "101")`; a bare `"101"` → `(None, "101")` (every PBX)."""
+    pbx, sep, ext = spec.rpartition(":")
+    return (pbx, ext) if sep else (None, spec)
+
+
 class Member(_Block):
     login: str = Field(min_length=1)
     name: str = ""
@@ -105,9 +122,12 @@ class Member(_Block):
     @field_validator("extensions")
     @classmethod
     def _extensions_are_dialable(cls, value: list[str]) -> list[str]:
-        for ext in value:
+        for spec in value:
+            pbx, ext = split_extension(spec)
+            if pbx is not None and not re.match(PBX_NAME, pbx):
+                raise ValueError(f"extension {spec!r}: {pbx!r} is not a PBX name (main:101)")
             if not ext or not all(c.isalnum() or c in "+*#_-" for c in ext):
-                raise ValueError(f"extension {ext!r} must be digits/letters like 101")
+                raise ValueError(f"extension {spec!r} must be digits/letters like 101 or main:101")
         return value
 
 
@@ -246,6 +266,7 @@ class Status(_Block):
 class Config(_Block):
     enabled: Flag = False
     server: ServerConfig = Field(default_factory=ServerConfig)
+    servers: list[NamedServer] = Field(default_factory=list)  # several PBXs; or one [server]
     teams: list[Team] = Field(default_factory=list)
     rule: RuleConfig = Field(default_factory=RuleConfig)
     cdr: CdrConfig = Field(default_factory=CdrConfig)
@@ -257,20 +278,43 @@ class Config(_Block):
     desk: DeskConfig = Field(default_factory=DeskConfig)
     status: Status = Field(default_factory=Status)
 
+    @model_validator(mode="after")
+    def _one_server_form(self) -> Config:
+        if self.servers and self.server != ServerConfig():
+            raise ValueError("use either [server] or [[servers]], not both")
+        seen: set[str] = set()
+        for entry in self.servers:
+            if entry.name in seen:
+                raise ValueError(f"[[servers]] name {entry.name!r} is used twice; names are unique")
+            seen.add(entry.name)
+        return self
+
+    def pbx_servers(self) -> list[tuple[str, ServerConfig]]:
+        """(PBX name, server) for every AMI server: the `[[servers]]`, or the one `[server]`
+        named `[agent] pbx` (default its host)."""
+        if self.servers:
+            return [(entry.name, entry) for entry in self.servers]
+        return [(self.agent.pbx or self.server.host or "pbx", self.server)]
+
     def incomplete(self) -> list[str]:
         """What `cti enable` still needs, one line per block, naming the fix."""
         problems = []
-        server = self.server
-        for key, value in (("host", server.host), ("login", server.login)):
-            if not value:
-                problems.append(
-                    f"connection parameters: server.{key} is not set; run cti configure --{key} …"
-                )
-        if not server.password.get_secret_value():
-            problems.append(
-                "connection parameters: server.password is not set; "
-                "run cti configure --password-stdin (or set CTI_SERVER__PASSWORD)"
-            )
+        several = bool(self.servers)
+        for index, (name, server) in enumerate(self.pbx_servers()):
+            where = f"servers[{index}]" if several else "server"
+            who = f" ({name})" if several else ""
+            for key, value in (("host", server.host), ("login", server.login)):
+                if not value:
+                    fix = "set it in the file" if several else f"run cti configure --{key} …"
+                    problems.append(
+                        f"connection parameters{who}: {where}.{key} is not set; {fix}"
+                    )
+            if not server.password.get_secret_value():
+                fix = (
+                    f"set it (or {where}.password_file) in the file" if several else
+                    "run cti configure --password-stdin (or set CTI_SERVER__PASSWORD)"
+                )  # fmt: skip
+                problems.append(f"connection parameters{who}: {where}.password is not set; {fix}")
         if not any(m.extensions for t in self.teams for m in t.members):
             problems.append(
                 "responsible teams: no team has a member with an extension; "
@@ -430,6 +474,10 @@ def resolve_secret_files(config: Config, filename: str) -> None:
     if config.server.password_file:
         value = read_secret_file(config.server.password_file, "server.password_file", filename)
         config.server.password = SecretStr(value)
+    for index, entry in enumerate(config.servers):
+        if entry.password_file:
+            key = f"servers[{index}].password_file"
+            entry.password = SecretStr(read_secret_file(entry.password_file, key, filename))
     for index, hook in enumerate(config.webhooks):
         if hook.secret_file:
             key = f"webhooks[{index}].secret_file"
@@ -578,6 +626,11 @@ _ALLOWED: dict[str, str] = {
     "server.tls": "must be true or false",
     "server.auth": 'must be "md5" or "plain"',
     "server.timeout": "must be a number of seconds, more than 0 and at most 300",
+    "servers.*.name": "must be a PBX name: letters, digits, _ or - (up to 64), e.g. \"main\"",
+    "servers.*.port": "must be an integer 1–65535",
+    "servers.*.tls": "must be true or false",
+    "servers.*.auth": 'must be "md5" or "plain"',
+    "servers.*.timeout": "must be a number of seconds, more than 0 and at most 300",
     "rule.trigger": 'must be "ring" or "answer"',
     "rule.timeout": "must be a number of seconds, more than 0 and at most 60",
     "agent.listen": 'must be HOST:PORT, e.g. "127.0.0.1:9377"',
@@ -635,6 +688,9 @@ def describe_errors(filename: str, exc: ValidationError) -> Iterator[str]:
             yield f"{filename}: {key}: is required"
             continue
         allowed = _ALLOWED.get(pattern) or error["msg"].removeprefix("Value error, ")
+        if not loc:  # a rule across blocks ([server] vs [[servers]])
+            yield f"{filename}: {allowed}"
+            continue
         yield f"{filename}: {key}: {allowed}, got {shown}"
 
 

@@ -234,16 +234,25 @@ class Lab:
             raise ValueError(f"phone {ext!r} unknown; the lab has {', '.join(PHONES)}")
         old = self.phones[ext]
         self.sipp.stop_phone(old)
-        new_phone = self.sipp.start_phone(ext, old.port, mode, answer_after)
-        self.phones[ext] = new_phone
-        self._save()
-        # wait until SIPp has bound its port, or the next INVITE would meet a closed port
-        deadline = time.monotonic() + 10
-        while udp_port_free(new_phone.port):
-            if not alive(new_phone.pid) or time.monotonic() > deadline:
-                log = self.layout.host(f"sipp/phone-{ext}.log").read_text(errors="replace")
+        # SIPp's media/control ports are picked free just before it starts; another process
+        # on this machine may take one first ("Address already in use"): try again then
+        for attempt in range(4):
+            new_phone = self.sipp.start_phone(ext, old.port, mode, answer_after)
+            self.phones[ext] = new_phone
+            self._save()
+            # wait until SIPp has bound its port, or the next INVITE would meet a closed port
+            deadline = time.monotonic() + 10
+            while udp_port_free(new_phone.port):
+                if not alive(new_phone.pid) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            else:
+                return
+            log = self.layout.host(f"sipp/phone-{ext}.log").read_text(errors="replace")
+            self.sipp.stop_phone(new_phone)
+            if attempt == 3 or "already in use" not in log[-800:]:
                 raise RuntimeError(f"SIPp phone {ext} did not start:\n{log[-800:]}")
-            time.sleep(0.02)
+            time.sleep(0.2)
 
     def reset_phones(self) -> None:
         """Back to the start state (all answer after 1 s); restarts only the changed phones."""

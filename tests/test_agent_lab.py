@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cti_cli.ami.client import AMIClient
@@ -126,7 +127,9 @@ def test_queue_call_answered_by_team_member_pops_once_with_the_employee_card(
     # lifecycle events in order; nobody in a team popped for 102
     events = [h.event for h in mine]
     assert events[-1] == "call.ended"
-    assert events.index("screen_pop") > events.index("call.answered")
+    assert events.index("screen_pop") == events.index("call.answered") - 1, (
+        "the pop goes out first, right before the answer that triggered it"
+    )
     assert not [h for h in mine if h.event == "screen_pop" and h.json["operator"]["extension"]
                 == "102"]  # fmt: skip
     ended = receiver.of("call.ended", caller=caller)[0].json
@@ -227,7 +230,8 @@ def test_receiver_down_and_agent_killed_then_both_back_delivers_once_per_key(
         receiver.stop()
     keys = [h.headers["x-cti-delivery"] for h in receiver.accepted]
     assert len(keys) == len(set(keys)), "no key delivered twice"
-    assert [h.event for h in receiver.accepted][:2] == ["call.ringing", "call.answered"]
+    first = [h.event for h in receiver.accepted][:3]
+    assert first == ["call.ringing", "screen_pop", "call.answered"]
     pop = receiver.of("screen_pop", caller=caller)[0].json
     assert pop["open"][0]["fields"]["phone"] == caller
     # the call ended while no agent ran: the restarted agent ends it, as lost, once
@@ -523,3 +527,64 @@ def test_rule_that_skips_sends_no_pop_and_does_not_hold_up_the_call_events(
         "call.ringing", "call.answered", "call.ended"
     ]  # fmt: skip
     assert "rule skipped the pop for ivanov (101): internal test line" in agent.text()
+
+
+def test_one_agent_follows_two_pbxs_and_each_pop_names_its_pbx(
+    lab: Any, tmp_path: Path, receiver: Receiver
+) -> None:
+    """`[[servers]]`: one agent, two lab Asterisks. `"main:101"` (ivanov) counts only on
+    `main`; the bare `"101"` (petrova, listed after) takes 101 on every other PBX."""
+    from lab import Lab
+
+    second = Lab.start()
+    agent: AgentProcess | None = None
+    try:
+        data = lab_config(lab, tmp_path, receiver.url, teams=[
+            {"name": "Первая линия",
+             "members": [{"login": "ivanov", "name": "Иван Иванов", "extensions": ["main:101"]}]},
+            {"name": "Вторая линия",
+             "members": [{"login": "petrova", "name": "Анна Петрова", "extensions": ["101"]}]},
+        ])  # fmt: skip
+        del data["server"], data["agent"]["pbx"]
+        data["servers"] = [
+            {"name": name, "host": pbx.info.ami_host, "port": pbx.info.ami_port,
+             "login": pbx.info.ami_user, "password": pbx.info.ami_secret}
+            for name, pbx in (("main", lab), ("branch", second))
+        ]  # fmt: skip
+        phones(lab)
+        phones(second)
+        agent = start_agent(tmp_path, data)
+        code, health = agent.health()
+        assert code == 200, health
+        assert [(s["pbx"], s["connected"]) for s in health["servers"]] == [
+            ("main", True), ("branch", True)
+        ]  # fmt: skip
+        metrics = httpx.get(f"http://{agent.listen}/metrics", timeout=2).text
+        assert 'cti_ami_connected{pbx="branch"} 1.0' in metrics
+
+        on_main, on_branch = "+79165550201", "+79165550202"
+        lab.call("101", caller=on_main, caller_name="Иван Петров", talk=1.0)
+        second.call("101", caller=on_branch, caller_name="Мария Сидорова", talk=1.0)
+        for caller in (on_main, on_branch):
+            receiver.wait(lambda c=caller: receiver.of("call.ended", caller=c), 40, "call.ended")
+        lab.wait_idle(40)
+        second.wait_idle(40)
+        time.sleep(0.5)  # anything late would arrive now
+    finally:
+        if agent is not None:
+            agent.terminate()
+        second.stop()
+    main_pops = receiver.of("screen_pop", caller=on_main)
+    branch_pops = receiver.of("screen_pop", caller=on_branch)
+    assert [(p.json["pbx"], p.json["operator"]["login"]) for p in main_pops] == [
+        ("main", "ivanov")
+    ]  # fmt: skip
+    assert [(p.json["pbx"], p.json["operator"]["login"]) for p in branch_pops] == [
+        ("branch", "petrova")
+    ], "main:101 pops only for calls on main"  # fmt: skip
+    for caller, pbx in ((on_main, "main"), (on_branch, "branch")):
+        mine = [h for h in receiver.accepted if h.json.get("call", h.json).get("caller") == caller]
+        assert mine and {h.json["pbx"] for h in mine} == {pbx}, "every event names its PBX"
+        assert [h.event for h in mine][-1] == "call.ended"
+    keys = [h.headers["x-cti-delivery"] for h in receiver.accepted]
+    assert len(keys) == len(set(keys))

@@ -30,7 +30,7 @@ class _Live(Collector):
     def __init__(
         self,
         events: dict[str, int],
-        connected: Callable[[], bool],
+        connected: Callable[[], dict[str, bool]],
         active_calls: Callable[[], int],
         outbox_depth: Callable[[], dict[str, int]],
     ) -> None:
@@ -40,8 +40,11 @@ class _Live(Collector):
         self.outbox_depth = outbox_depth
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("cti_ami_connected", "1 while logged in to AMI, else 0")
-        up.add_metric([], 1.0 if self.connected() else 0.0)
+        up = GaugeMetricFamily(
+            "cti_ami_connected", "1 while logged in to the PBX's AMI, else 0", labels=["pbx"]
+        )
+        for pbx, connected in self.connected().items():
+            up.add_metric([pbx], 1.0 if connected else 0.0)
         yield up
         events = CounterMetricFamily(
             "cti_ami_events", "AMI events received, by event name", labels=["event"]
@@ -65,7 +68,7 @@ class AgentMetrics:
 
     def __init__(
         self,
-        connected: Callable[[], bool],
+        connected: Callable[[], dict[str, bool]],
         active_calls: Callable[[], int],
         outbox_depth: Callable[[], dict[str, int]],
     ) -> None:

@@ -37,6 +37,7 @@ RESUME_WINDOW = 3600.0  # seconds an event stays resumable
 HISTORY = 20  # calls shown per operator
 DEFAULT_RETENTION = 7 * 86400.0  # [agent] retention: older history (caller numbers) is dropped
 KEEPALIVE = 15.0
+SAVE_EVERY = 1.0  # seconds between writes of the pages file (pops and call ends batch up)
 QUEUE_LIMIT = 1000  # a stream that falls this far behind is closed (the page reconnects)
 
 
@@ -118,6 +119,8 @@ class PopHub:
         self._feeds: dict[str, _Feed] = {}
         self._live: dict[str, _Live] = {}
         self._last_id = 0
+        self._dirty = False
+        self._flush: asyncio.TimerHandle | None = None
         self._load()
         self._last_id = max(self._last_id, int(clock() * 1000))
 
@@ -330,8 +333,37 @@ class PopHub:
             self._feeds.clear()
 
     def _save(self) -> None:
+        """Persist soon: inside the agent's loop at most once per SAVE_EVERY seconds, written
+        by a worker thread (a pop must never wait for the disk); without a loop, at once."""
         if self.path is None:
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.save_now()
+            return
+        self._dirty = True
+        if self._flush is None:
+            self._flush = loop.call_later(SAVE_EVERY, self._flush_soon, loop)
+
+    def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._flush = None
+        if self._dirty:
+            self._dirty = False
+            raw = self._snapshot()
+            loop.run_in_executor(None, self._write, raw)
+
+    def save_now(self) -> None:
+        """Write the file now (start-up without a loop, shutdown)."""
+        if self.path is None:
+            return
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._dirty = False
+        self._write(self._snapshot())
+
+    def _snapshot(self) -> bytes:
         data = {
             "version": 1,
             "last_id": self._last_id,
@@ -344,7 +376,10 @@ class PopHub:
                 if feed.events or feed.history
             },
         }
-        raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def _write(self, raw: bytes) -> None:
+        assert self.path is not None
         folder = self.path.parent
         tmp = None
         try:

@@ -53,6 +53,7 @@ class PopRequest:
     trigger: Trigger
     operator: Operator
     call: dict[str, Any]  # call_id, uniqueid, caller, caller_name, dialed, queue, time
+    pbx: str = ""  # the PBX the call is on (`[[servers]]` name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ class PopPlanner:
             "queue": event.queue,
             "time": event.time,
         }
-        return PopRequest(key, self.trigger, operator, call)
+        return PopRequest(key, self.trigger, operator, call, self.pbx)
 
 
 CALL_FIELDS = (
@@ -186,11 +187,18 @@ def _triggers(event: CallEvent, trigger: Trigger) -> bool:
     return isinstance(event, Ringing) if trigger == "ring" else isinstance(event, Answered)
 
 
-def operators_by_extension(teams: Any) -> dict[str, Operator]:
-    """Extension → operator, from the config's `[[teams]]` (first team listing it wins)."""
+def operators_by_extension(teams: Any, pbx: str | None = None) -> dict[str, Operator]:
+    """Extension → operator on PBX `pbx`, from the config's `[[teams]]` (first team listing it
+    wins). `"main:101"` counts only on PBX `main`, a bare `"101"` on every PBX; `pbx` None
+    takes every entry."""
+    from cti_cli.config import split_extension
+
     owners: dict[str, Operator] = {}
     for team in teams:
         for member in team.members:
-            for ext in member.extensions:
+            for spec in member.extensions:
+                on, ext = split_extension(spec)
+                if on is not None and pbx is not None and on != pbx:
+                    continue
                 owners.setdefault(ext, Operator(member.login, member.name, team.name, ext))
     return owners

@@ -4,9 +4,11 @@ One asyncio loop holds it all together:
 
 * the config watcher — the file polled every 0.5 s and re-read on SIGHUP; a bad edit is
   logged (file:key) and the last good config keeps running;
-* the AMI session — `ReconnectingClient` (0.5 s → 30 s backoff with jitter), reconciled with
-  `CoreShowChannels` after every (re)connect, feeding the one `CallTracker`;
-* the planner (`pops.py`) deciding who gets a pop and which lifecycle events go out;
+* one AMI session per PBX (`[server]`, or each of `[[servers]]`) — `ReconnectingClient` (0.5 s
+  → 30 s backoff with jitter), reconciled with `CoreShowChannels` after every (re)connect,
+  feeding that PBX's own `CallTracker`;
+* a planner per PBX (`pops.py`) deciding who gets a pop and which lifecycle events go out, with
+  the PBX's name in every delivery key and body;
 * the outbox — every message is committed to SQLite before anything is sent; a pop is stored
   as an intent first and gets its body when the rule has run, so a SIGKILL loses nothing and a
   restart re-runs what was still building;
@@ -90,8 +92,12 @@ def state_dir(config: cfg.Config) -> Path:
 
 
 def connect_params(config: cfg.Config) -> ConnectParams | None:
-    """The AMI login, or None while the connection block is incomplete."""
-    server = config.server
+    """The (first) AMI server's login, or None while its connection block is incomplete."""
+    return server_params(config.pbx_servers()[0][1])
+
+
+def server_params(server: cfg.ServerConfig) -> ConnectParams | None:
+    """One AMI server's login, or None while its connection block is incomplete."""
     if not server.host or not server.login or not server.password.get_secret_value():
         return None
     return ConnectParams(
@@ -118,6 +124,29 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+class PbxSession:
+    """One AMI server the agent follows: its connection, tracker and planner (one per PBX, so
+    call ids and delivery keys never mix between PBXs)."""
+
+    def __init__(self, name: str, server: cfg.ServerConfig, config: cfg.Config) -> None:
+        self.name = name
+        self.server = server
+        self.tracker = _tracker(config)
+        self.drops = DropNotice(self.tracker)
+        owners = operators_by_extension(config.teams, name)
+        self.planner = PopPlanner(owners, config.rule.trigger, name)
+        self.zammad = ZammadMapper(owners, name)
+        self.client: ReconnectingClient | None = None
+        self.connected = False
+        self.error: str | None = None
+        self.unfinished_checked = False
+
+    def configure(self, config: cfg.Config) -> None:
+        owners = operators_by_extension(config.teams, self.name)
+        self.planner.configure(owners, config.rule.trigger)
+        self.zammad.owners = owners
+
+
 class Agent:
     """The service; `await Agent(path, config).run()` until SIGTERM/SIGINT or `stop()`."""
 
@@ -133,12 +162,9 @@ class Agent:
         self.config = config
         self.clock = clock
         self.install_signals = install_signals
-        self.pbx = config.agent.pbx or config.server.host or "pbx"
-        self.tracker = _tracker(config)
-        owners = operators_by_extension(config.teams)
-        self.planner = PopPlanner(owners, config.rule.trigger, self.pbx)
-        self.zammad = ZammadMapper(owners, self.pbx)
-        self._drops = DropNotice(self.tracker)
+        self.several = bool(config.servers)  # [[servers]]: PBX names in groups and logs
+        self.sessions = self._sessions_for(config, {})
+        self.pbx = next(iter(self.sessions))  # the first PBX: names the lease
         self.directory: Directory | None = None
         self.runner: RuleRunner | None = None
         self.outbox: Outbox | None = None
@@ -153,12 +179,8 @@ class Agent:
         self._reconnect = asyncio.Event()
         self._reload = asyncio.Event()
         self._stamp = _stamp(config_path)
-        self._client: ReconnectingClient | None = None
         self._said_disabled = False
-        self._unfinished_checked = False
         self._lock_fd: int | None = None
-        self.connected = False
-        self.ami_error: str | None = None
         self.last_outcome: dict[str, str] = {}
         self.http: HttpServer | None = None
         self.http_address: tuple[str, int] | None = None
@@ -166,7 +188,9 @@ class Agent:
         self.admin_http: HttpServer | None = None
         self.admin_address: tuple[str, int] | None = None
         self.metrics = AgentMetrics(
-            lambda: self.connected, self.planner.active, self._outbox_depths
+            lambda: {s.name: s.connected for s in self.sessions.values()},
+            lambda: sum(s.planner.active() for s in self.sessions.values()),
+            self._outbox_depths,
         )
         # active/standby ([agent] lease): deliverers deliver only while this agent holds it,
         # and once a takeover has caught up with what the old holder finished (_take_over)
@@ -174,6 +198,54 @@ class Agent:
         self._caught_up = True
         self._takeovers = 0
         self._lost_ami_at = float("-inf")  # monotonic time the AMI login was lost
+
+    def _sessions_for(
+        self, config: cfg.Config, old: dict[str, PbxSession], *, calls_changed: bool = False
+    ) -> dict[str, PbxSession]:
+        """A session per PBX of `config`; one of `old` for the same PBX keeps its calls (and
+        its tracker, unless its host, port or the calls block changed)."""
+        out: dict[str, PbxSession] = {}
+        pairs = config.pbx_servers()
+        if not config.servers and old and not self.several:
+            pairs = [(next(iter(old)), pairs[0][1])]  # one [server]: its name is fixed at start
+        for name, server in pairs:
+            session = old.get(name)
+            if session is None:
+                out[name] = PbxSession(name, server, config)
+                continue
+            if (
+                session.server.host,
+                session.server.port,
+            ) != (server.host, server.port) or calls_changed:
+                session.tracker = _tracker(config)
+                session.drops = DropNotice(session.tracker)
+            session.server = server
+            session.configure(config)
+            out[name] = session
+        return out
+
+    # the first PBX's parts, as with one [server] (tests, `cti demo`)
+    @property
+    def tracker(self) -> CallTracker:
+        return next(iter(self.sessions.values())).tracker
+
+    @property
+    def planner(self) -> PopPlanner:
+        return next(iter(self.sessions.values())).planner
+
+    @property
+    def zammad(self) -> ZammadMapper:
+        return next(iter(self.sessions.values())).zammad
+
+    @property
+    def connected(self) -> bool:
+        """Logged in to every PBX's AMI."""
+        return all(s.connected for s in self.sessions.values())
+
+    def _group(self, pbx: str, call_id: str) -> str:
+        """The outbox group (in order per call): the call id, PBX-qualified with several PBXs
+        (two Asterisks can hand out the same uniqueid)."""
+        return f"{pbx}:{call_id}" if self.several else call_id
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -222,11 +294,13 @@ class Agent:
 
     async def _shutdown(self) -> None:
         deadline = time.monotonic() + SHUTDOWN_SECONDS
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.close()
+        for pbx in self.sessions.values():
+            if pbx.client is not None:
+                with contextlib.suppress(Exception):
+                    await pbx.client.close()
         if self._building:
             await asyncio.wait(set(self._building), timeout=max(0.0, deadline - time.monotonic()))
+        self.pages.hub.save_now()  # operator pages' recent pops and history, for the next start
         # let requests in flight finish (a half-sent one would be sent again after restart)
         drains = [d.drain(max(0.0, deadline - time.monotonic())) for d in self.deliverers.values()]
         if drains:
@@ -258,29 +332,42 @@ class Agent:
     async def _main(self) -> None:
         while not self._stopping.is_set():
             config = self.config
-            params = connect_params(config) if config.enabled else None
-            if params is None:
+            sessions = list(self.sessions.values())
+            params = {s.name: server_params(s.server) for s in sessions}
+            incomplete = [name for name, p in params.items() if p is None]
+            if not config.enabled or incomplete:
                 if not self._said_disabled:
                     self._said_disabled = True
                     if not config.enabled:
                         log.info("integration disabled; holding no AMI connection "
                                  "(cti enable switches it on)")
+                    elif self.several:
+                        log.warning("connection parameters incomplete for %s; fix [[servers]]",
+                                    ", ".join(incomplete))  # fmt: skip
                     else:
                         log.warning("connection parameters incomplete; run cti configure")
                 await self._wait_for(self._reconnect)
                 continue
             self._said_disabled = False
-            session = asyncio.create_task(self._session(params), name="ami")
+            running = {
+                asyncio.create_task(self._session(s, p), name=f"ami {s.name}")
+                for s in sessions
+                if (p := params[s.name]) is not None
+            }
             waiter = asyncio.create_task(self._wait_for(self._reconnect))
-            await asyncio.wait({session, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*running, waiter}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-            if self._client is not None:
-                await self._client.close()
-            session.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await session
-            self._client = None
-            self.connected = False
+            for pbx in sessions:
+                if pbx.client is not None:
+                    await pbx.client.close()
+            for task in running:
+                task.cancel()
+            for task in running:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for pbx in sessions:
+                pbx.client = None
+                pbx.connected = False
 
     async def _wait_for(self, event: asyncio.Event) -> None:
         """Until `event` (cleared afterwards) or stop."""
@@ -293,17 +380,26 @@ class Agent:
 
     # ------------------------------------------------------------------ AMI
 
-    async def _session(self, params: ConnectParams) -> None:
-        log.info("connecting to AMI %s:%d as %s", params.host, params.port, params.username)
+    def _ami(self, pbx: PbxSession) -> str:
+        """How logs name an AMI session: "AMI", or "AMI <pbx>" with several."""
+        return f"AMI {pbx.name}" if self.several else "AMI"
+
+    async def _session(self, pbx: PbxSession, params: ConnectParams) -> None:
+        log.info("connecting to %s %s:%d as %s", self._ami(pbx), params.host, params.port,
+                 params.username)  # fmt: skip
+
+        async def reconcile(client: AMIClient) -> None:
+            await self._reconcile(pbx, client)
+
         client = ReconnectingClient(
             params,
-            on_state=self._on_state,
-            on_connect=self._reconcile,
+            on_state=lambda state: self._on_state(pbx, state),
+            on_connect=reconcile,
             backoff_initial=0.5,
             backoff_max=30.0,
             jitter=0.2,
         )
-        self._client = client
+        pbx.client = client
         handle = self._handle
         counts = self.metrics.events
         async for event in client.events():
@@ -311,75 +407,90 @@ class Agent:
                 break
             name = event.get("Event", "")
             counts[name] = counts.get(name, 0) + 1
-            for call_event in self.tracker.feed(event):
-                handle(call_event)
+            for call_event in pbx.tracker.feed(event):
+                handle(call_event, pbx)
 
-    def _on_state(self, state: ConnectionState) -> None:
+    @property
+    def ami_error(self) -> str | None:
+        return next((s.error for s in self.sessions.values() if s.error), None)
+
+    def _on_state(self, pbx: PbxSession, state: ConnectionState) -> None:
         if state.state == "connected":
-            self.connected = True
-            self.ami_error = None
+            pbx.connected = True
+            pbx.error = None
             self.metrics.logins.inc()
         elif state.state in ("error", "reconnecting", "closed"):
-            if self.connected:
+            if pbx.connected:
                 self.metrics.reconnects.inc()
                 self._lost_ami_at = time.monotonic()
-            self.connected = False
+            pbx.connected = False
             if state.error:
-                self.ami_error = state.error
+                pbx.error = state.error
+        ami = self._ami(pbx)
         if state.state == "error":
-            log.warning("AMI: %s", state.error)
+            log.warning("%s: %s", ami, state.error)
         elif state.state == "reconnecting":
-            log.info("AMI: %s", state)
+            log.info("%s: %s", ami, state)
         elif state.state == "connected":
-            log.info("AMI: connected and logged in")
+            log.info("%s: connected and logged in", ami)
 
-    async def _reconcile(self, client: AMIClient) -> None:
+    async def _reconcile(self, pbx: PbxSession, client: AMIClient) -> None:
         channels = await snapshot_channels(client)
-        events = self.tracker.reconcile(channels)
+        events = pbx.tracker.reconcile(channels)
         if events:
-            log.info("reconciled with %d live channels: %d call events", len(channels),
-                     len(events))
+            log.info("%sreconciled with %d live channels: %d call events",
+                     f"{pbx.name}: " if self.several else "", len(channels),
+                     len(events))  # fmt: skip
         for call_event in events:
-            self._handle(call_event)
-        self._end_unfinished()
+            self._handle(call_event, pbx)
+        self._end_unfinished(pbx)
 
-    def _end_unfinished(self) -> None:
-        """Once, after the first reconcile: calls the outbox shows as started before this agent
-        (re)started but never ended, and that the PBX no longer has, end now as `lost`."""
-        if self._unfinished_checked or self.outbox is None:
+    def _end_unfinished(self, pbx: PbxSession) -> None:
+        """Once per PBX, after its first reconcile: calls the outbox shows as started on it
+        before this agent (re)started but never ended, and that the PBX no longer has, end now
+        as `lost`."""
+        if pbx.unfinished_checked or self.outbox is None:
             return
-        self._unfinished_checked = True
-        live = {view.call_id for view in self.tracker.active_calls()}
-        for call_id, rows in self.outbox.unfinished_calls(since=self.clock() - LIFECYCLE_TTL):
+        pbx.unfinished_checked = True
+        live = {view.call_id for view in pbx.tracker.active_calls()}
+        prefix = f"{pbx.name}:" if self.several else ""
+        for group, rows in self.outbox.unfinished_calls(since=self.clock() - LIFECYCLE_TTL):
+            if prefix and not group.startswith(prefix):
+                continue
+            call_id = group[len(prefix):]
             if call_id in live:
                 continue
             ended = _lost_end(call_id, rows)
             if ended is None:
                 continue
             log.info("call %s ended while the agent was not running: ended as lost", call_id)
-            self.planner.restore(call_id)
+            pbx.planner.restore(call_id)
             if any(event == "zammad.newCall" for event, _ in rows):
                 answered = any(event == "zammad.answer" for event, _ in rows)
-                self.zammad.restore(call_id, answered=answered)
-            self._handle(ended)
+                pbx.zammad.restore(call_id, answered=answered)
+            self._handle(ended, pbx)
 
     # ------------------------------------------------------------------ calls → outbox
 
-    def _handle(self, event: CallEvent) -> None:
-        self.pages.call_event(event, self.planner.owners)  # operator pages: history
-        plan = self.planner.plan(event)
-        zammad = self.zammad.feed(event) if self._zammad_targets else []
+    def _handle(self, event: CallEvent, pbx: PbxSession | None = None) -> None:
+        pbx = pbx or next(iter(self.sessions.values()))
+        self.pages.call_event(event, pbx.planner.owners)  # operator pages: history
+        plan = pbx.planner.plan(event)
+        zammad = pbx.zammad.feed(event) if self._zammad_targets else []
         if not plan.lifecycle and not plan.pops and not zammad:
             return
         now = self.clock()
         if zammad and self.outbox is not None:
             for item in zammad:
-                self.outbox.put(self._zammad_targets, item.key, item.call_id, item.event,
-                                item.body, now=now, expires_at=now + LIFECYCLE_TTL)  # fmt: skip
-        for life in plan.lifecycle:
-            self._put_lifecycle(life, now)
+                self.outbox.put(self._zammad_targets, item.key, self._group(pbx.name, item.call_id),
+                                item.event, item.body, now=now,
+                                expires_at=now + LIFECYCLE_TTL)  # fmt: skip
+        # the pop first: it is what the operator waits for; the call event it came with queues
+        # behind it (same call, same order for every receiver) for the few ms the rule takes
         for pop in plan.pops:
             self._put_pop(pop, now)
+        for life in plan.lifecycle:
+            self._put_lifecycle(life, now, pbx.name)
         for deliverer in self.deliverers.values():
             deliverer.wake()
 
@@ -402,20 +513,24 @@ class Agent:
         depths.update({target: self.outbox.depth(target) for target in self._bus})
         return depths
 
-    def _put_lifecycle(self, life: Lifecycle, now: float) -> None:
+    def _put_lifecycle(self, life: Lifecycle, now: float, pbx: str) -> None:
         targets = self._targets(life.event)
         if targets and self.outbox is not None:
-            body = {"event": life.event, "pbx": self.pbx, **life.body}  # the same from any agent
-            self.outbox.put(targets, life.key, life.call_id, life.event, _dumps(body),
-                            now=now, expires_at=now + LIFECYCLE_TTL)  # fmt: skip
+            body = {"event": life.event, "pbx": pbx, **life.body}  # the same from any agent
+            self.outbox.put(targets, life.key, self._group(pbx, life.call_id), life.event,
+                            _dumps(body), now=now, expires_at=now + LIFECYCLE_TTL)  # fmt: skip
+
+    def _pop_pbx(self, pop: PopRequest) -> str:
+        return pop.pbx or self.pbx
 
     def _put_pop(self, pop: PopRequest, now: float) -> None:
         targets = self._targets("screen_pop")
         call_id = pop.call["call_id"]
         if targets and self.outbox is not None:
-            intent = {"trigger": pop.trigger, "operator": pop.operator.to_dict(), "call": pop.call}
+            intent = {"trigger": pop.trigger, "operator": pop.operator.to_dict(), "call": pop.call,
+                      "pbx": self._pop_pbx(pop)}  # fmt: skip
             new = self.outbox.put(
-                targets, pop.key, call_id, "screen_pop", None,
+                targets, pop.key, self._group(self._pop_pbx(pop), call_id), "screen_pop", None,
                 now=now, expires_at=now + self.config.agent.pop_ttl, intent=_dumps(intent),
             )  # fmt: skip
             if not new:
@@ -457,8 +572,9 @@ class Agent:
                         "operator": pop.operator.login})  # fmt: skip
         self.pages.publish_pop(body)  # the operator's own page, webhooks or not
         if self.outbox is not None and self._targets("screen_pop"):
-            sent = {"event": body["event"], "pbx": self.pbx, **body}
-            self.outbox.finish(pop.key, call["call_id"], _dumps(sent))
+            pbx = self._pop_pbx(pop)
+            sent = {"event": body["event"], "pbx": pbx, **body}
+            self.outbox.finish(pop.key, self._group(pbx, call["call_id"]), _dumps(sent))
             for deliverer in self.deliverers.values():
                 deliverer.wake()
 
@@ -471,7 +587,8 @@ class Agent:
                  extra={"event": "screen_pop", "call_id": call["call_id"],
                         "operator": pop.operator.login})  # fmt: skip
         if self.outbox is not None:
-            self.outbox.cancel(pop.key, call["call_id"], f"skipped by the rule: {reason or ''}",
+            group = self._group(self._pop_pbx(pop), call["call_id"])
+            self.outbox.cancel(pop.key, group, f"skipped by the rule: {reason or ''}",
                                now=self.clock())  # fmt: skip
             for deliverer in self.deliverers.values():
                 deliverer.wake()
@@ -484,7 +601,8 @@ class Agent:
             try:
                 data = json.loads(intent or b"{}")
                 operator = Operator(**data["operator"])
-                pop = PopRequest(key, data["trigger"], operator, data["call"])
+                pbx = str(data.get("pbx") or self.pbx)
+                pop = PopRequest(key, data["trigger"], operator, data["call"], pbx)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("outbox: cannot rebuild pop %s: %s", key, exc)
                 continue
@@ -606,8 +724,9 @@ class Agent:
         last_prune = 0.0
         while True:
             await asyncio.sleep(1.0)
-            if notice := self._drops.check():
-                log.warning("calls: %s", notice)
+            for pbx in self.sessions.values():
+                if notice := pbx.drops.check():
+                    log.warning("calls%s: %s", f" ({pbx.name})" if self.several else "", notice)
             if self.outbox is None:
                 continue
             now = self.clock()
@@ -744,9 +863,17 @@ class Agent:
         if new == old:
             return
         log.info("config reloaded from %s", self.config_path)
-        owners = operators_by_extension(new.teams)
-        self.planner.configure(owners, new.rule.trigger)
-        self.zammad.owners = owners
+        if bool(new.servers) != self.several:
+            log.warning("[server] ↔ [[servers]] changed; restart the agent to use it")
+            new = new.model_copy(update={"server": old.server, "servers": old.servers})
+        pbxs = [name for name, _ in new.pbx_servers()] if self.several else list(self.sessions)
+        if pbxs[0] != self.pbx:
+            log.warning("the first PBX is now %s, the lease stays %s until a restart", pbxs[0],
+                        self.pbx)  # fmt: skip
+        servers_changed = new.server != old.server or new.servers != old.servers
+        self.sessions = self._sessions_for(
+            new, self.sessions, calls_changed=new.calls != old.calls
+        )
         if new.rule != old.rule:
             self._setup_rule(new)
         if new.directory != old.directory:
@@ -755,12 +882,7 @@ class Agent:
             self._setup_webhooks(new)
         if new.publish != old.publish:
             self._setup_publish(new)
-        if new.server != old.server or new.calls != old.calls:
-            if (new.server.host, new.server.port) != (old.server.host, old.server.port) or (
-                new.calls != old.calls
-            ):
-                self.tracker = _tracker(new)
-                self._drops = DropNotice(self.tracker)
+        if servers_changed or new.calls != old.calls:
             self._reconnect.set()
         elif new.enabled != old.enabled:
             if not new.enabled:
@@ -823,10 +945,12 @@ class Agent:
         reason = None
         if not self.config.enabled:
             reason = "integration disabled"
-        elif connect_params(self.config) is None:
+        elif any(server_params(s.server) is None for s in self.sessions.values()):
             reason = "connection parameters incomplete (cti configure)"
         elif not self.connected:
-            reason = f"not logged in to AMI: {self.ami_error or 'connecting'}"
+            down = next(s for s in self.sessions.values() if not s.connected)
+            where = f"AMI {down.name}" if self.several else "AMI"
+            reason = f"not logged in to {where}: {down.error or 'connecting'}"
         elif self.lease is not None and not self.lease.held and self.lease.error:
             reason = f"lease: cannot reach Redis ({self.lease.error}); delivering nothing"
         elif self.role == "active":
@@ -842,13 +966,18 @@ class Agent:
                     "list --dead)"
                 )
         depth = self.outbox.depth() if self.outbox is not None else 0
+        first = next(iter(self.sessions.values())).server
         return {
             "status": "ok" if reason is None else "degraded",
             "reason": reason,
             "enabled": self.config.enabled,
-            "ami": {"connected": self.connected, "server": f"{self.config.server.host}:"
-                    f"{self.config.server.port}"},
-            "active_calls": self.planner.active(),
+            "ami": {"connected": self.connected, "server": f"{first.host}:{first.port}"},
+            "servers": [
+                {"pbx": s.name, "server": f"{s.server.host}:{s.server.port}",
+                 "connected": s.connected, "error": s.error}
+                for s in self.sessions.values()
+            ],
+            "active_calls": sum(s.planner.active() for s in self.sessions.values()),
             "outbox": {"pending": depth},
             "role": self.role,
             "lease": None if self.lease is None else {

@@ -47,6 +47,10 @@ def _cells(values: Iterable[str]) -> list[Text]:
     return [Text(printable(value)) for value in values]
 
 
+COLUMNS = ("caller", "dialled", "queue", "state", "operators", "time", "uniqueid")
+RECENT_COLUMNS = ("recent", "dialled", "outcome", "operators", "talk", "uniqueid")
+
+
 class CallBoard:
     """What the operator's terminal shows; fed call events, drawn on a timer."""
 
@@ -81,32 +85,38 @@ class CallBoard:
                 self.recent.appendleft(done)
 
     def render(self, now: float) -> RenderableType:
+        status, rows = self.rows(now)
+        table = Table(*COLUMNS, expand=True)
+        for cells, style in rows:
+            table.add_row(*_cells(cells), style=style)
+        parts: list[RenderableType] = [status, table]
+        if self.recent:
+            recent = Table(*RECENT_COLUMNS, box=None, show_header=True, header_style="dim")
+            for done in self.recent:
+                recent.add_row(*_cells(board_recent(done)))
+            parts.append(recent)
+        return Group(*parts)
+
+    def rows(self, now: float, name: str = "") -> tuple[Text, list[tuple[tuple[str, ...], str]]]:
+        """The status line and the table rows (cells, style) of this PBX, as of `now`."""
         self._age_out(now)
         active = self.tracker.active_calls()
         status = Text.assemble(
-            ("AMI ", "bold"), printable(self.server), "  ",
-            (self.connection, self.connection_style),
+            ("AMI ", "bold"), (f"{printable(name)} " if name else ""), printable(self.server),
+            "  ", (self.connection, self.connection_style),
             f"   {len(active)} active call{'s' if len(active) != 1 else ''}",
         )  # fmt: skip
-        table = Table("caller", "dialled", "queue", "state", "operators", "time", "uniqueid",
-                      expand=True)  # fmt: skip
         live_ids = {view.call_id for view in active}
         for stale in self._first_seen.keys() - live_ids:  # calls the tracker dropped silently
             del self._first_seen[stale]
             self._answered_at.pop(stale, None)
+        rows: list[tuple[tuple[str, ...], str]] = []
         for view in active:
             started = self._first_seen.setdefault(view.call_id, now)
-            table.add_row(*_cells(self._active_row(view, now - started)))
+            rows.append((self._active_row(view, now - started), ""))
         for done in self._fading.values():
-            table.add_row(*_cells(self._ended_row(done)), style="dim")
-        parts: list[RenderableType] = [status, table]
-        if self.recent:
-            recent = Table("recent", "dialled", "outcome", "operators", "talk", "uniqueid",
-                           box=None, show_header=True, header_style="dim")  # fmt: skip
-            for done in self.recent:
-                recent.add_row(*_cells((*self._ended_row(done)[:1], *self._recent_cells(done))))
-            parts.append(recent)
-        return Group(*parts)
+            rows.append((self._ended_row(done), "dim"))
+        return status, rows
 
     @staticmethod
     def _active_row(view: CallView, age: float) -> tuple[str, ...]:
@@ -145,3 +155,33 @@ class CallBoard:
         else:
             talk = ""
         return e.dialed, outcome, operators, talk, e.uniqueid
+
+
+class MultiBoard:
+    """Several PBXs (`[[servers]]`) on one board: a status line each, then one table of their
+    calls and one recent list, with a PBX column."""
+
+    def __init__(self, boards: dict[str, CallBoard]) -> None:
+        self.boards = boards
+
+    def render(self, now: float) -> RenderableType:
+        lines: list[RenderableType] = []
+        table = Table("pbx", *COLUMNS, expand=True)
+        recent: list[tuple[float, str, _Finished]] = []
+        for name, board in self.boards.items():
+            status, rows = board.rows(now, name)
+            lines.append(status)
+            for cells, style in rows:
+                table.add_row(*_cells((name, *cells)), style=style)
+            recent.extend((done.ended_at, name, done) for done in board.recent)
+        parts: list[RenderableType] = [*lines, table]
+        if recent:
+            listed = Table("pbx", *RECENT_COLUMNS, box=None, show_header=True, header_style="dim")
+            for _, name, done in sorted(recent, key=lambda r: -r[0])[:RECENT_MAX]:
+                listed.add_row(*_cells((name, *board_recent(done))))
+            parts.append(listed)
+        return Group(*parts)
+
+
+def board_recent(done: _Finished) -> tuple[str, ...]:
+    return (*CallBoard._ended_row(done)[:1], *CallBoard._recent_cells(done))

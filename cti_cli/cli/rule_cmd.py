@@ -256,7 +256,8 @@ def test_rule(
     if not owners:
         fail("no team member has an extension, so no call pops; run cti teams member …",
              EXIT_USAGE)  # fmt: skip
-    planner = PopPlanner(owners, config.rule.trigger, config.agent.pbx or config.server.host)
+    pbx = config.servers[0].name if config.servers else config.agent.pbx or config.server.host
+    planner = PopPlanner(owners, config.rule.trigger, pbx)  # [[servers]]: keys as on the first
     try:
         stream = capture.open("rb")
     except OSError as exc:

@@ -75,21 +75,33 @@ def enable(
     effective = load_config(ctx)
     if missing := effective.incomplete():
         fail(f"cannot enable: {missing[0]}", EXIT_USAGE)
-    info = run_check(effective.server, timeout)
-    if not info.call_events_verified:
-        warn(
-            f"warning: could not read AMI user {effective.server.login!r}'s permissions "
-            "(GetConfig/Command not allowed); make sure its manager.conf section has "
-            "read=call (or read=all), or no calls will be seen"
+    several = bool(effective.servers)
+    checked: list[tuple[str, ServerConfig, ServerInfo]] = []
+    for name, server in effective.pbx_servers():  # every PBX answers, or nothing is switched on
+        failure = (
+            f"cannot enable: PBX {name} ({server.host}:{server.port}): {{reason}}; "
+            "the integration stays disabled"
+            if several
+            else "cannot enable: {reason}; the integration stays disabled"
         )
+        info = run_check(server, timeout, failure=failure)
+        if not info.call_events_verified:
+            warn(
+                f"warning: could not read AMI user {server.login!r}'s permissions "
+                f"{f'on PBX {name} ' if several else ''}(GetConfig/Command not allowed); make "
+                "sure its manager.conf section has read=call (or read=all), or no calls will "
+                "be seen"
+            )
+        checked.append((name, server, info))
     config = load_config_for_edit(ctx)
     config.enabled = True
-    record_check(config, info)
+    record_check(config, checked[0][2])
     save_config(ctx, config)
-    say(
-        f"enabled: {effective.server.host}:{effective.server.port} answers "
-        f"(AMI {info.ami_version}, Asterisk {info.asterisk_version})",
-    )
+    for name, server, info in checked:
+        say(
+            f"enabled: {f'{name} ' if several else ''}{server.host}:{server.port} answers "
+            f"(AMI {info.ami_version}, Asterisk {info.asterisk_version})",
+        )
     from cti_cli.rules import DEFAULT_RULE
 
     rule = effective.rule

@@ -13,8 +13,8 @@ import fnmatch
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # imported when watching starts: `cti --help` stays fast
     from cti_cli.ami.reconnect import ConnectionState, ConnectParams
     from cti_cli.calls import CallEvent, CallTracker
     from cti_cli.calls.tracker import DropNotice
-    from cti_cli.config import Config
+    from cti_cli.config import Config, ServerConfig
 
 REFRESH_SECONDS = 0.5
 
@@ -55,15 +55,30 @@ def parse_filters(specs: list[str]) -> EventFilter:
 
 
 def connect_params(config: Config) -> ConnectParams:
+    """The (first) AMI server's login; exit 2 naming what is missing."""
+    return sources(config)[0][1]
+
+
+def sources(config: Config) -> list[tuple[str | None, ConnectParams]]:
+    """(PBX name, login) of every AMI server: the name only with `[[servers]]` (one `[server]`
+    keeps the single-PBX output unchanged); exit 2 naming what is missing."""
+    several = bool(config.servers)
+    out: list[tuple[str | None, ConnectParams]] = []
+    for index, (name, server) in enumerate(config.pbx_servers()):
+        where = f"servers[{index}]" if several else "server"
+        out.append((name if several else None, _params(server, where)))
+    return out
+
+
+def _params(server: ServerConfig, where: str) -> ConnectParams:
     from cti_cli.ami.reconnect import ConnectParams
 
-    server = config.server
     missing = [k for k in ("host", "login") if not getattr(server, k)]
     if not server.password.get_secret_value():
         missing.append("password")
     if missing:
         fail(
-            f"the connection parameters are incomplete (server.{missing[0]} is not set); "
+            f"the connection parameters are incomplete ({where}.{missing[0]} is not set); "
             "run cti configure",
             EXIT_USAGE,
         )
@@ -124,23 +139,36 @@ def watch(
     import asyncio
 
     config = load_config(ctx)
-    params = connect_params(config)
+    servers = sources(config)
     if filters and not events:
         fail("--filter goes with --events", EXIT_USAGE)
     match = parse_filters(filters or [])
     try:
         if events:
-            asyncio.run(_tail_events(params, match, json_out))
+            asyncio.run(_all(_tail_events(n, p, match, json_out) for n, p in servers))
         elif json_out:
-            asyncio.run(_call_events_json(params, _tracker(config)))
+            asyncio.run(_all(_call_events_json(n, p, _tracker(config)) for n, p in servers))
         elif not sys.stdout.isatty():  # a pipe or a file: one plain line per call change
-            asyncio.run(_call_lines(params, _tracker(config)))
+            asyncio.run(_all(_call_lines(n, p, _tracker(config)) for n, p in servers))
         else:
-            asyncio.run(_live_board(params, _tracker(config)))
+            asyncio.run(_live_board([(n, p, _tracker(config)) for n, p in servers]))
     except KeyboardInterrupt:
         pass
     except ValueError as exc:  # a bad calls.extension_pattern
         fail(str(exc), EXIT_USAGE)
+
+
+async def _all(followers: Iterable[Awaitable[None]]) -> None:
+    """Follow every PBX at once; the first to fail stops them all."""
+    import asyncio
+
+    tasks = [asyncio.ensure_future(f) for f in followers]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _tracker(config: Config) -> CallTracker:
@@ -155,10 +183,14 @@ def _warn_drops(notice: DropNotice) -> None:
                           soft_wrap=True)  # fmt: skip
 
 
-def _state_to_stderr(state: ConnectionState) -> None:
-    err_console.print(
-        f"cti watch: {printable(str(state))}", markup=False, style="dim", soft_wrap=True
-    )
+def _state_to_stderr(state: ConnectionState, pbx: str | None = None) -> None:
+    where = f"cti watch: {printable(pbx)}: " if pbx else "cti watch: "
+    err_console.print(f"{where}{printable(str(state))}", markup=False, style="dim",
+                      soft_wrap=True)  # fmt: skip
+
+
+def _stderr_states(pbx: str | None) -> Callable[[ConnectionState], None]:
+    return lambda state: _state_to_stderr(state, pbx)
 
 
 def reconciler(
@@ -194,21 +226,38 @@ def reconciler(
     return on_connect
 
 
-async def _tail_events(params: ConnectParams, match: EventFilter, as_json: bool) -> None:
+async def _tail_events(
+    pbx: str | None, params: ConnectParams, match: EventFilter, as_json: bool
+) -> None:
+    """Raw events; with several PBXs each says which (`"pbx"` in JSON, a `PBX:` line first)."""
     from cti_cli.ami.reconnect import ReconnectingClient
 
-    client = ReconnectingClient(params, on_state=_state_to_stderr)
+    client = ReconnectingClient(params, on_state=_stderr_states(pbx))
     out = sys.stdout
     try:
         async for event in client.events():
-            if match(event):
-                out.write(event_json(event) + "\n" if as_json else event_text(event) + "\n")
-                out.flush()
+            if not match(event):
+                continue
+            if as_json:
+                line = event_json(event)
+                if pbx:
+                    line = '{"pbx":' + json.dumps(pbx) + "," + line[1:]
+                out.write(line + "\n")
+            else:
+                out.write((f"PBX: {printable(pbx)}\n" if pbx else "") + event_text(event) + "\n")
+            out.flush()
     finally:
         await client.close()
 
 
-async def _call_events_json(params: ConnectParams, tracker: CallTracker) -> None:
+def call_json(event: CallEvent, pbx: str | None = None) -> str:
+    """A call event as JSON; `"pbx"` (first) only when several PBXs are watched."""
+    if not pbx:
+        return event.to_json()
+    return json.dumps({"pbx": pbx, **json.loads(event.to_json())}, ensure_ascii=False)
+
+
+async def _call_events_json(pbx: str | None, params: ConnectParams, tracker: CallTracker) -> None:
     from cti_cli.ami.reconnect import ReconnectingClient
     from cti_cli.calls.tracker import DropNotice
 
@@ -217,12 +266,12 @@ async def _call_events_json(params: ConnectParams, tracker: CallTracker) -> None
 
     def emit(call_events: list[CallEvent]) -> None:
         for call_event in call_events:
-            out.write(call_event.to_json() + "\n")
+            out.write(call_json(call_event, pbx) + "\n")
         out.flush()
         _warn_drops(notice)
 
     client = ReconnectingClient(
-        params, on_state=_state_to_stderr, on_connect=reconciler(tracker, emit)
+        params, on_state=_stderr_states(pbx), on_connect=reconciler(tracker, emit)
     )
     try:
         async for event in client.events():
@@ -232,15 +281,19 @@ async def _call_events_json(params: ConnectParams, tracker: CallTracker) -> None
         await client.close()
 
 
-def call_line(event: CallEvent, now: Callable[[], float] = time.time) -> str:
-    """One call change as one plain line (`cti watch | tee calls.log`): time, event, uniqueid
-    (what `cti recordings` takes), caller → dialled, then what changed."""
+def call_line(
+    event: CallEvent, now: Callable[[], float] = time.time, pbx: str | None = None
+) -> str:
+    """One call change as one plain line (`cti watch | tee calls.log`): time, (the PBX, with
+    several,) event, uniqueid (what `cti recordings` takes), caller → dialled, then what
+    changed."""
     from cti_cli.calls import Answered, Ended, Ringing, Transferred
     from cti_cli.cli.live_calls import clock, who
 
     stamp = float(event.time) if event.time else now()
     parts = [
         time.strftime("%H:%M:%S", time.localtime(stamp)),
+        *([pbx] if pbx else []),
         event.kind,
         event.uniqueid,
         f"{who(event.caller, event.caller_name)} → {event.dialed or '?'}",
@@ -262,7 +315,7 @@ def call_line(event: CallEvent, now: Callable[[], float] = time.time) -> str:
     return printable("  ".join(parts))
 
 
-async def _call_lines(params: ConnectParams, tracker: CallTracker) -> None:
+async def _call_lines(pbx: str | None, params: ConnectParams, tracker: CallTracker) -> None:
     from cti_cli.ami.reconnect import ReconnectingClient
     from cti_cli.calls.tracker import DropNotice
 
@@ -271,12 +324,12 @@ async def _call_lines(params: ConnectParams, tracker: CallTracker) -> None:
 
     def emit(call_events: list[CallEvent]) -> None:
         for call_event in call_events:
-            out.write(call_line(call_event) + "\n")
+            out.write(call_line(call_event, pbx=pbx) + "\n")
         out.flush()  # line by line: a reader (or a kill) sees every change as it happens
         _warn_drops(notice)
 
     client = ReconnectingClient(
-        params, on_state=_state_to_stderr, on_connect=reconciler(tracker, emit)
+        params, on_state=_stderr_states(pbx), on_connect=reconciler(tracker, emit)
     )
     try:
         async for event in client.events():
@@ -286,43 +339,66 @@ async def _call_lines(params: ConnectParams, tracker: CallTracker) -> None:
         await client.close()
 
 
-async def _live_board(params: ConnectParams, tracker: CallTracker) -> None:
+async def _live_board(followed: list[tuple[str | None, ConnectParams, CallTracker]]) -> None:
+    """The board; with several PBXs one board for all, with a PBX column (`MultiBoard`)."""
     import asyncio
 
     from rich.live import Live
 
     from cti_cli.ami.reconnect import ReconnectingClient
     from cti_cli.calls.tracker import DropNotice
-    from cti_cli.cli.live_calls import CallBoard
+    from cti_cli.cli.live_calls import CallBoard, MultiBoard
 
-    board = CallBoard(tracker, server=f"{params.host}:{params.port}")
-    notice = DropNotice(tracker)
+    boards: dict[str, CallBoard] = {}
+    clients: list[ReconnectingClient] = []
+    pumps: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    for pbx, params, tracker in followed:
+        board = CallBoard(tracker, server=f"{params.host}:{params.port}")
+        boards[pbx or ""] = board
+        notice = DropNotice(tracker)
 
-    def record(call_events: list[CallEvent]) -> None:
-        board.record(call_events, time.monotonic())
-        _warn_drops(notice)
+        def record(
+            call_events: list[CallEvent], board: CallBoard = board, notice: DropNotice = notice
+        ) -> None:
+            board.record(call_events, time.monotonic())
+            _warn_drops(notice)
 
-    client = ReconnectingClient(
-        params,
-        on_state=lambda state: board.set_connection(state, time.monotonic()),
-        on_connect=reconciler(tracker, record),
-    )
+        def on_state(state: ConnectionState, board: CallBoard = board) -> None:
+            board.set_connection(state, time.monotonic())
 
-    async def pump() -> None:
-        async for event in client.events():
-            if call_events := tracker.feed(event):
-                record(call_events)
+        client = ReconnectingClient(
+            params, on_state=on_state, on_connect=reconciler(tracker, record)
+        )
+        clients.append(client)
 
-    with Live(board.render(time.monotonic()), console=console, auto_refresh=False,
+        async def pump(
+            client: ReconnectingClient = client,
+            tracker: CallTracker = tracker,
+            record: Callable[[list[CallEvent]], None] = record,
+        ) -> None:
+            async for event in client.events():
+                if call_events := tracker.feed(event):
+                    record(call_events)
+
+        pumps.append(pump)
+    shown = MultiBoard(boards) if len(boards) > 1 else next(iter(boards.values()))
+
+    with Live(shown.render(time.monotonic()), console=console, auto_refresh=False,
               transient=False) as live:  # fmt: skip
-        task = asyncio.create_task(pump())
+        tasks = [asyncio.create_task(pump()) for pump in pumps]
         try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=REFRESH_SECONDS)
-                live.update(board.render(time.monotonic()), refresh=True)
-            task.result()
+            while not any(task.done() for task in tasks):
+                await asyncio.wait(tasks, timeout=REFRESH_SECONDS,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                live.update(shown.render(time.monotonic()), refresh=True)
+            for task in tasks:
+                if task.done():
+                    task.result()
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await client.close()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for client in clients:
+                await client.close()

@@ -183,6 +183,7 @@ class OutboxDeliverer:
         self._failures = 0
         self._wave = 0
         self._paused_until = 0.0
+        self._expired_at = float("-inf")
 
     # ------------------------------------------------------------ control
 
@@ -247,8 +248,10 @@ class OutboxDeliverer:
         if self.gate is not None and not self.gate():
             return HOLD_SECONDS
         now = self._clock()
-        for item in self.outbox.expire(now=now, target=self.target):
-            self._report(item, "expired", None, 0.0, "expired before delivery")
+        if now - self._expired_at >= 1.0:  # a write transaction: not on every wake-up
+            self._expired_at = now
+            for item in self.outbox.expire(now=now, target=self.target):
+                self._report(item, "expired", None, 0.0, "expired before delivery")
         if now < self._paused_until:
             return self._paused_until - now
         free = self._concurrency - len(self._inflight)
