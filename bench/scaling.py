@@ -1,7 +1,7 @@
 """Scaling figures of `cti agent` (run by hand, never by the test suite), all in ONE run:
 
-    .venv/bin/python bench/scaling.py            # ≈ 6–8 min
-    .venv/bin/python bench/scaling.py --quick    # ≈ 2–3 min, fewer repetitions, shorter windows
+    .venv/bin/python bench/scaling.py --head          # ≈ 6 min (agents from `git archive HEAD`)
+    .venv/bin/python bench/scaling.py --head --quick  # ≈ 3–4 min, fewer kills, shorter windows
 
 1. Failover: two real agents (`python -m cti_cli agent`, same config but state_dir/listen) on
    one fake AMI PBX stream (the Asterisk 22 queue call of bench/e2e_latency.py, broadcast to

@@ -163,7 +163,7 @@ def test_bad_extension_named(path: Path) -> None:
     found = problems(path, FULL.replace('"101", "102"', '"101", "10 2"'))
     assert found == [
         "cti.toml: teams[0].members[0].extensions: extension '10 2' must be digits/letters "
-        "like 101, got a list"
+        "like 101 or main:101, got a list"
     ]
 
 

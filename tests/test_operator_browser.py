@@ -316,7 +316,8 @@ def test_russian_page_with_a_cyrillic_caller_narrow_window_screenshot(
         if os.environ.get("CTI_UPDATE_SCREENSHOTS") == "1":
             shutil.copyfile(shot, ROOT / "docs" / "operator-page.png")
         site.pbx.send(call.end)
-        tab.page.wait_for_selector(".pop[data-ended='1']", timeout=5000)
+        ended = f".pop[data-call-id='{call.call_id}'][data-ended='1']"  # not the earlier call's
+        tab.page.wait_for_selector(ended, timeout=5000)
         assert tab.text(f".pop[data-call-id='{call.call_id}'] .state") == "Завершён · разговор 0:03"
         assert tab.problems == []
     finally:
