@@ -143,9 +143,7 @@ def test_hook(
     """Send a signed `ping` event and say what the receiver answered."""
     import httpx
 
-    from cti_cli import __version__
-    from cti_cli.notify.signing import sign
-    from cti_cli.notify.webhook import host_of, safe_url
+    from cti_cli.notify.webhook import host_of, safe_url, send_ping
 
     config = load_config(ctx)
     if not config.webhooks:
@@ -155,23 +153,10 @@ def test_hook(
     if hook.format == "zammad":
         fail("a zammad webhook takes only Zammad's call events; place a test call instead",
              EXIT_USAGE)  # fmt: skip
-    now = time.time()
-    body = json.dumps({"event": "ping", "time": f"{now:.6f}", "agent": f"cti/{__version__}"})
-    stamp = str(int(now))
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": f"cti/{__version__}",
-        "X-CTI-Event": "ping",
-        "X-CTI-Delivery": f"ping-{stamp}",
-        "X-CTI-Timestamp": stamp,
-    }
     secret = hook.secret.get_secret_value()
-    if secret:
-        headers["X-CTI-Signature"] = sign(secret, stamp, body.encode())
     started = time.perf_counter()
     try:
-        reply = httpx.post(hook.url, content=body.encode(), headers=headers,
-                           timeout=hook.timeout, follow_redirects=False)  # fmt: skip
+        reply = send_ping(hook)
     except httpx.HTTPError as exc:
         fail(f"ping → {shown}: {type(exc).__name__}: {exc}", EXIT_FAILURE)
     took = (time.perf_counter() - started) * 1000

@@ -9,7 +9,6 @@ connection (and certificate) is checked.
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import time
@@ -18,11 +17,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from cti_cli import __version__
 from cti_cli.config import Config, Webhook
 from cti_cli.doctor import Check, fail, ok, warn
-from cti_cli.notify.signing import sign
-from cti_cli.notify.webhook import host_of, safe_url
+from cti_cli.notify.webhook import host_of, safe_url, send_ping
 
 CERT_WARN_DAYS = 14
 
@@ -63,21 +60,7 @@ def certificate_expiry(host: str, port: int, timeout: float) -> datetime:
 
 
 def _ping(hook: Webhook) -> httpx.Response:
-    now = time.time()
-    body = json.dumps({"event": "ping", "time": f"{now:.6f}", "agent": f"cti/{__version__}"})
-    stamp = str(int(now))
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": f"cti/{__version__}",
-        "X-CTI-Event": "ping",
-        "X-CTI-Delivery": f"doctor-ping-{stamp}",
-        "X-CTI-Timestamp": stamp,
-    }
-    secret = hook.secret.get_secret_value()
-    if secret:
-        headers["X-CTI-Signature"] = sign(secret, stamp, body.encode())
-    return httpx.post(hook.url, content=body.encode(), headers=headers, timeout=hook.timeout,
-                      follow_redirects=False)  # fmt: skip
+    return send_ping(hook, delivery="doctor-ping")
 
 
 def _refused(status: int, reply: httpx.Response) -> str:

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import json
 import logging
 import random
 import re
@@ -74,6 +75,27 @@ def safe_url(url: str) -> str:
     except ValueError:
         return "<invalid URL>"
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def send_ping(hook: Webhook, *, delivery: str = "ping") -> httpx.Response:
+    """POST a signed `ping` event to a webhook now (`cti webhooks test`, `cti doctor`): the same
+    headers and signature as a real delivery, so a receiver's verification is exercised too."""
+    now = time.time()
+    agent = f"cti/{cti_cli.__version__}"
+    body = json.dumps({"event": "ping", "time": f"{now:.6f}", "agent": agent})
+    stamp = str(int(now))
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": agent,
+        "X-CTI-Event": "ping",
+        "X-CTI-Delivery": f"{delivery}-{stamp}",
+        "X-CTI-Timestamp": stamp,
+    }
+    secret = hook.secret.get_secret_value()
+    if secret:
+        headers["X-CTI-Signature"] = sign(secret, stamp, body.encode())
+    return httpx.post(hook.url, content=body.encode(), headers=headers, timeout=hook.timeout,
+                      follow_redirects=False)  # fmt: skip
 
 
 def host_of(url: str) -> str:
