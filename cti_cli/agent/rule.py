@@ -34,30 +34,20 @@ class RuleTimeout(BaseException):
     `except Exception` must not swallow it)."""
 
 
-class CallView(Mapping[str, Any]):
-    """What the rule sees of the call: attributes, and `call["name"]` for the same fields."""
+class _View(Mapping[str, Any]):
+    """Read-only fields as attributes and as items (`call.caller`, `call["caller"]`)."""
 
-    _FIELDS = (
-        "caller",
-        "caller_e164",
-        "caller_name",
-        "dialed",
-        "queue",
-        "uniqueid",
-        "call_id",
-        "trigger",
-        "operator",
-    )
+    _label = "view"
 
-    def __init__(self, data: Mapping[str, Any], operator: Operator) -> None:
-        self._data = {k: data.get(k) for k in self._FIELDS if k != "operator"}
-        self._data["operator"] = _OperatorView(operator)
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
 
     def __getattr__(self, name: str) -> Any:
         try:
-            return self._data[name]
+            return self.__dict__["_data"][name]
         except KeyError:
-            raise AttributeError(f"call has no field {name!r}; fields: {self._FIELDS}") from None
+            fields = ", ".join(self.__dict__.get("_data", {}))
+            raise AttributeError(f"{self._label} has no field {name!r}; fields: {fields}") from None
 
     def __getitem__(self, name: str) -> Any:
         return self._data[name]
@@ -69,30 +59,26 @@ class CallView(Mapping[str, Any]):
         return len(self._data)
 
     def __repr__(self) -> str:
-        return f"call({self._data!r})"
+        return f"{self._label}({self._data!r})"
 
 
-class _OperatorView(Mapping[str, str]):
-    def __init__(self, operator: Operator) -> None:
-        self._data = operator.to_dict()
+class CallView(_View):
+    """What the rule sees of the call; `call.operator` is the operator it pops for."""
 
-    def __getattr__(self, name: str) -> str:
-        try:
-            return self._data[name]
-        except KeyError:
-            raise AttributeError(f"operator has no field {name!r}") from None
+    _label = "call"
+    _FIELDS = (
+        "caller", "caller_e164", "caller_name", "dialed", "queue", "uniqueid", "call_id",
+        "trigger",
+    )  # fmt: skip
 
-    def __getitem__(self, name: str) -> str:
-        return self._data[name]
+    def __init__(self, data: Mapping[str, Any], operator: Operator) -> None:
+        fields: dict[str, Any] = {k: data.get(k) for k in self._FIELDS}
+        fields["operator"] = _OperatorView(operator.to_dict())
+        super().__init__(fields)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
 
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"operator({self._data!r})"
+class _OperatorView(_View):
+    _label = "operator"
 
 
 @dataclass
