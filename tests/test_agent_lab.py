@@ -18,6 +18,7 @@ import pytest
 
 from cti_cli.ami.client import AMIClient
 from tests.agent_support import SECRET, AgentProcess, Receiver, free_port, write_config
+from tests.bus_support import Proxy
 
 pytestmark = pytest.mark.lab
 
@@ -363,67 +364,12 @@ def test_asterisk_restart_agent_reconnects_ends_lost_calls_and_pops_the_next(
         agent.terminate()
 
 
-class Cutter:
-    """A TCP proxy in front of the real AMI port that the test can cut: an AMI outage while
-    Asterisk (and its calls) carry on."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.open = True
-        self._conns: list[asyncio.StreamWriter] = []
-        self._loop = asyncio.new_event_loop()
-        import threading
-
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(5)
-
-    async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.open:
-            writer.close()
-            return
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._conns += [writer, up_w]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-
-    def cut(self) -> None:
-        async def do() -> None:
-            self.open = False
-            for conn in self._conns:
-                conn.close()
-            self._conns.clear()
-
-        asyncio.run_coroutine_threadsafe(do(), self._loop).result(5)
-
-    def restore(self) -> None:
-        self.open = True
-
-    def close(self) -> None:
-        self.cut()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-
 def test_ami_outage_call_answered_meanwhile_is_tracked_and_popped_once(
     lab: Any, tmp_path: Path, receiver: Receiver
 ) -> None:
     """The call rings 101 before the outage and is answered during it: after reconnecting the
     agent attaches mid-call, pops 101 once, and follows the call to its normal end."""
-    cutter = Cutter(lab.info.ami_port)
+    cutter = Proxy(lab.info.ami_port)  # an AMI outage while Asterisk and its calls carry on
     phones(lab, p101="noanswer")
     lab.phone("101", "answer", answer_after=3.0)
     data = lab_config(lab, tmp_path, receiver.url, host="127.0.0.1", port=cutter.port)
