@@ -191,3 +191,38 @@ def test_a_rule_stuck_in_a_blocking_call_does_not_keep_the_process_alive(tmp_pat
                           timeout=30, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "did not finish within 0.2 s" in done.stdout
+
+
+@pytest.mark.timeout(30)
+def test_runs_reuse_their_threads_and_an_interrupt_never_hits_a_later_run(tmp_path: Path) -> None:
+    # a worker whose run was interrupted retires: the injected exception must not surface in
+    # whatever that thread runs next, even when runs end right at the timeout
+    path = rule(
+        tmp_path,
+        "import threading, time\n"
+        "def on_call(call, cti):\n"
+        "    if call.caller == 'slow':\n"
+        "        end = time.monotonic() + 0.05\n"
+        "        while time.monotonic() < end:\n"
+        "            pass\n"
+        "    cti.open_request_form(n=call.caller, tid=threading.get_native_id())\n",
+    )
+    runner = RuleRunner(path, 0.05, find, workers=4)
+
+    async def many() -> list[Any]:
+        outcomes = []
+        for n in range(60):
+            caller = "slow" if n % 3 == 0 else str(n)
+            outcomes.append(await runner.run({**CALL, "caller": caller}, OPERATOR))
+        return outcomes
+
+    try:
+        outcomes = asyncio.run(many())
+    finally:
+        runner.close()
+    fast = [o for n, o in enumerate(outcomes) if n % 3]
+    assert all(o.error is None for o in fast), [o.error for o in fast if o.error]
+    assert [o.opened[0]["fields"]["n"] for o in fast] == [str(n) for n in range(60) if n % 3]
+    # quick runs share a few threads instead of starting one per pop (the event loop waits
+    # for every thread start)
+    assert len({o.opened[0]["fields"]["tid"] for o in fast}) <= 4

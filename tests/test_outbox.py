@@ -259,6 +259,76 @@ def test_every_put_that_returned_survives_sigkill(tmp_path: Path) -> None:
         assert put(box, "k0", "call0", targets=("a", "b")) == []
 
 
+GROUP_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, threading
+    from pathlib import Path
+    from cti_cli.notify.outbox import Outbox
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        box = Outbox(Path(sys.argv[1]), defer=loop.call_soon)
+        for n in range(10**6):
+            keys = [f"k{n}.{i}" for i in range(5)]  # one AMI read's worth of events
+            for key in keys:
+                box.put(["a"], key, f"call{n % 7}", "call.ringing", b"{}",
+                        now=1000.0 + n, expires_at=1e12)
+            if n % 10 == 0:
+                await asyncio.to_thread(box.checkpoint)
+            await asyncio.sleep(0)  # the iteration ends: its commit runs
+            await asyncio.sleep(0)
+            sys.stdout.write(" ".join(keys) + "\\n")  # said only once committed
+            sys.stdout.flush()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_group_commit_keeps_every_committed_put_through_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", GROUP_CHILD, str(path)], stdout=subprocess.PIPE, env=env,
+        text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    printed = [key for _ in range(300) for key in child.stdout.readline().split()]
+    os.kill(child.pid, signal.SIGKILL)
+    printed += child.stdout.read().split()
+    assert child.wait(timeout=10) == -signal.SIGKILL
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = {key for (key,) in db.execute("SELECT key FROM items")}
+    db.close()
+    missing = [key for key in printed if key not in stored]
+    assert len(printed) >= 1500 and not missing, f"{len(missing)} committed puts lost"
+
+
+def test_deferred_writes_are_one_transaction_until_the_commit(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    asked: list[object] = []
+    box = Outbox(path, defer=asked.append)
+    other = sqlite3.connect(path)
+    try:
+        put(box, "k1", "g")
+        put(box, "k2", "g")
+        assert len(asked) == 1, "one commit asked for the whole batch"
+        assert keys(box.due("a", now=T)) == ["k1"], "the writer sees its own batch"
+        assert other.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 0
+        with pytest.raises(OutboxError):  # a failing write undoes only itself
+            box.put(["a", object()], "k3", "g", "ev", b"{}", now=T, expires_at=T + DAY)  # type: ignore[list-item]
+        box.commit()
+        assert other.execute("SELECT key FROM items ORDER BY id").fetchall() == [("k1",), ("k2",)]
+        put(box, "k4", "h")
+        assert len(asked) == 2, "the next write opens the next batch"
+    finally:
+        box.close()  # commits what is open
+        stored = other.execute("SELECT key FROM items ORDER BY id").fetchall()
+        other.close()
+    assert stored == [("k1",), ("k2",), ("k4",)]
+
+
 # ---------------------------------------------------------------- against a model
 
 

@@ -642,3 +642,233 @@ def test_clean_text() -> None:
     assert clean_text("a\x00b\r\n  c\u202ed\x7f") == "ab cd"
     assert clean_text(b"caf\xc3\xa9 \xff") == "caf\u00e9 \ufffd"
     assert clean_text("x" * 500) == "x" * 200
+
+
+# ---------------------------------------------------------------- the HTTP/1.1 transport
+
+
+class RawServer:
+    """An asyncio HTTP 'server' whose connections a test scripts byte by byte."""
+
+    def __init__(self, handle: Callable[[int, asyncio.StreamReader, asyncio.StreamWriter],
+                                        Coroutine[Any, Any, None]]) -> None:  # fmt: skip
+        self.handle = handle
+        self.connections = 0
+        self.requests: list[tuple[int, bytes]] = []  # (connection number, request head)
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handle(self.connections, reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/hook"
+
+    async def read_request(self, number: int, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))  # fmt: skip
+        await reader.readexactly(length)
+        self.requests.append((number, head))
+        return head
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@aio
+async def test_a_keep_alive_connection_closed_while_idle_costs_no_retry(
+    box: Outbox, clock: Clock
+) -> None:
+    # the first connection answers once and drops the next request unanswered (the server
+    # closed it while idle, a race every client meets); later connections answer everything
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        answered = 0
+        while True:
+            await server.read_request(number, reader)
+            if number == 1 and answered == 1:
+                return  # closed without an answer
+            writer.write(OK)
+            await writer.drain()
+            answered += 1
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url, concurrency=1)
+    h.start()
+    h.put("k1", "g")
+    await h.done("k1")
+    h.put("k2", "g")
+    await h.done("k2")
+    h.put("k3", "g")
+    await h.done("k3")
+    await h.close()
+    await server.close()
+    assert h.outcomes() == [("k1", "delivered"), ("k2", "delivered"), ("k3", "delivered")]
+    assert [n for n, _ in server.requests] == [1, 1, 2, 2], "k2 sent again on a new connection"
+    assert server.connections == 2, "the new connection is kept alive for k3"
+
+
+@aio
+async def test_a_server_that_closes_without_answering_is_retried(
+    box: Outbox, clock: Clock
+) -> None:
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        await server.read_request(number, reader)
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url)
+    h.start()
+    h.put("k", "g")
+    await until(lambda: h.outcome("k") == "retry")
+    await h.close()
+    await server.close()
+    assert server.connections == 1, "a fresh connection is not tried twice"
+    error = h.results[0].error or ""
+    assert error.startswith("RemoteProtocolError") and "without an answer" in error
+    assert box.status(1) == ("pending", error, 1)
+
+
+@aio
+async def test_a_long_answer_is_cut_and_its_connection_not_reused(
+    box: Outbox, clock: Clock
+) -> None:
+    big = b"x" * 200_000
+
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        while True:
+            await server.read_request(number, reader)
+            writer.write(b"HTTP/1.1 410 Gone\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
+            await writer.drain()
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url, concurrency=1)
+    h.start()
+    h.put("k1", "g1")
+    h.put("k2", "g2")
+    await h.done("k1", "k2")
+    await h.close()
+    await server.close()
+    assert h.outcomes() == [("k1", "dead"), ("k2", "dead")]
+    assert h.results[0].error == "HTTP 410: " + "x" * 200
+    assert server.connections == 2
+
+
+@aio
+async def test_url_credentials_are_sent_as_basic_auth(
+    receiver: Receiver, box: Outbox, clock: Clock
+) -> None:
+    url = receiver.url.replace("//", "//desk%40corp:p%C3%A4ss@")
+    h = Harness(receiver, box, clock, url=url)
+    h.start()
+    h.put("k", "g")
+    await h.done("k")
+    await h.close()
+    import base64
+
+    expected = "Basic " + base64.b64encode("desk@corp:päss".encode()).decode()
+    assert receiver.requests[0].headers["authorization"] == expected
+    assert receiver.requests[0].headers["host"] == receiver.url.split("/")[2]
+
+
+@aio
+async def test_lean_client_bounds_concurrency(
+    receiver: Receiver, box: Outbox, clock: Clock
+) -> None:
+    receiver.script = lambda request: Reply(delay=0.15)
+    h = Harness(receiver, box, clock, concurrency=2)
+    for n in range(5):
+        h.put(f"k{n}", f"G{n}")
+    h.start()
+    await h.done(*(f"k{n}" for n in range(5)))
+    await h.close()
+    assert receiver.most_active == 2
+    assert sorted(receiver.keys()) == [f"k{n}" for n in range(5)]
+
+
+@aio
+async def test_a_proxy_in_the_environment_is_used(
+    receiver: Receiver, box: Outbox, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the receiver plays the proxy: a request for desk.invalid arrives in absolute form
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", receiver.url.rsplit("/", 1)[0])
+    h = Harness(receiver, box, clock, url="http://desk.invalid/cti/events")
+    h.start()
+    h.put("k", "g")
+    await h.done("k")
+    await h.close()
+    assert h.outcomes() == [("k", "delivered")]
+    assert receiver.requests[0].path == "http://desk.invalid/cti/events"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl not installed (apt-get install openssl)")
+    d = tmp_path_factory.mktemp("tls")
+    ca_key, ca, key, csr, cert = (d / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem"))
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+        "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
+        "-out", str(csr))  # fmt: skip
+    ext = d / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    yield ca, cert, key
+
+
+@aio
+async def test_https_is_verified_against_the_trust_store(
+    receiver: Receiver,
+    box: Outbox,
+    clock: Clock,
+    tls_files: tuple[Path, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ssl
+
+    ca, cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    url = receiver.url.replace("http://127.0.0.1", "https://localhost")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    untrusted = Harness(receiver, box, clock, url=url)
+    untrusted.start()
+    untrusted.put("k1", "g1")
+    await until(lambda: untrusted.outcome("k1") == "retry")
+    await untrusted.close()
+    assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.results[0].error or "")
+    assert receiver.requests == []
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the service desk's own CA
+    trusted = Harness(receiver, box, clock, url=url)
+    trusted.start()
+    trusted.put("k2", "g2")
+    await trusted.done("k2")
+    await trusted.close()
+    assert trusted.outcome("k2") == "delivered"
+    assert receiver.requests[0].signature_ok is True

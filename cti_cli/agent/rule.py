@@ -1,9 +1,10 @@
 """The rule runtime: the admin's `on_call(call, cti)` run off the event loop, with a timeout.
 
 A rule is the admin's Python code, so it can raise, block or loop forever. Each run happens in
-a worker thread; on timeout the thread gets an asynchronous `RuleTimeout` exception injected
-(pure-Python loops stop at their next bytecode) and the pop goes out with a plain request form.
-Errors name the rule's own file:line, the only place the admin can fix.
+a worker thread (reused from run to run); on timeout the thread gets an asynchronous
+`RuleTimeout` exception injected (pure-Python loops stop at their next bytecode) and the pop
+goes out with a plain request form. Errors name the rule's own file:line, the only place the
+admin can fix.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import ctypes
 import logging
 import math
+import queue
 import sys
 import threading
 import traceback
@@ -217,6 +219,70 @@ def _interrupt(thread_id: int) -> None:
     )
 
 
+class _Job:
+    """One run of `on_call` handed to a worker; `lock` orders "finished" against "interrupted"
+    so a timeout's injected exception can only ever hit the run it was meant for."""
+
+    __slots__ = ("done", "interrupted", "lock", "thread", "work")
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self.work = work
+        self.done = False
+        self.interrupted = False
+        self.thread: int | None = None
+        self.lock = threading.Lock()
+
+    def interrupt(self) -> bool:
+        """Inject RuleTimeout into the worker running this job, unless it already finished."""
+        with self.lock:
+            if self.done or self.thread is None:
+                return False
+            self.interrupted = True
+            _interrupt(self.thread)
+            return True
+
+
+class _Workers:
+    """Reused daemon threads for rule runs: starting a thread per pop costs the event loop a
+    thread start and a handshake on every call. A worker whose run was interrupted retires
+    (the injected exception may still be pending in it); one stuck in a blocking call simply
+    stays busy, and the runner's slots bound how many can be."""
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[_Job]] = []
+        self._lock = threading.Lock()
+
+    def submit(self, job: _Job) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(
+                target=self._serve, args=(inbox,), name="cti-rule", daemon=True
+            ).start()
+        inbox.put(job)
+
+    def _serve(self, inbox: queue.SimpleQueue[_Job]) -> None:
+        me = threading.get_ident()
+        try:
+            while True:
+                job = inbox.get()
+                with job.lock:
+                    job.thread = me
+                try:
+                    job.work()
+                finally:
+                    with job.lock:
+                        job.done = True
+                        retire = job.interrupted
+                if retire:
+                    return
+                with self._lock:
+                    self._idle.append(inbox)
+        except RuleTimeout:
+            return  # an interrupt that arrived after its run ended: this worker retires
+
+
 class RuleRunner:
     """Holds the current rule (reloaded when its file changes) and runs it per pop."""
 
@@ -225,10 +291,11 @@ class RuleRunner:
     ) -> None:
         self.timeout = timeout
         self.find = find
-        # Daemon threads, one per run: a rule stuck in a blocking call (time.sleep, a socket)
-        # that the timeout cannot interrupt must never keep the process from exiting.
+        # Daemon threads: a rule stuck in a blocking call (time.sleep, a socket) that the
+        # timeout cannot interrupt must never keep the process from exiting.
         self._slots: asyncio.Semaphore | None = None  # made on first run, in the agent's loop
         self._workers = workers
+        self._pool = _Workers()
         self._program = _Program(path, _stamp(path), compile_rule(path))
 
     @property
@@ -261,12 +328,9 @@ class RuleRunner:
         program = self._program
         context = RuleContext(self.find, program.path.name)
         view = CallView(call, operator)
-        started = threading.Event()
         holder: dict[str, Any] = {}
 
         def work() -> None:
-            holder["thread"] = threading.get_ident()
-            started.set()
             try:
                 program.on_call(view, context)
             except RuleTimeout:
@@ -274,7 +338,6 @@ class RuleRunner:
             except BaseException as exc:  # SystemExit, KeyboardInterrupt too: a rule's fault
                 holder["error"] = f"{_where(program.path, exc.__traceback__)}: {_describe(exc)}"
             finally:
-                holder["done"] = True
                 loop.call_soon_threadsafe(_settle, future, slots)
 
         loop = asyncio.get_running_loop()
@@ -290,19 +353,19 @@ class RuleRunner:
                 f"{program.path}: {self._workers} earlier runs of on_call are still stuck "
                 "(blocking calls the timeout cannot interrupt); sent a plain request form",
             )
-        threading.Thread(target=work, name="cti-rule", daemon=True).start()
+        job = _Job(work)
+        self._pool.submit(job)
         try:
             await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             where = program.path
-            thread_id = holder.get("thread")
+            thread_id = job.thread
             waiting = ""
-            if thread_id is not None and not holder.get("done"):
-                frame = sys._current_frames().get(thread_id)
+            frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+            if job.interrupt():
                 where_text = _where_frame(where, frame)
                 if _in_directory(frame):
                     waiting = " while waiting for the employee directory (directory.timeout)"
-                _interrupt(thread_id)
             else:
                 where_text = str(where)
             return RuleOutcome(

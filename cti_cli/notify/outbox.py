@@ -14,11 +14,22 @@ its ``-wal``/``-shm`` files the same mode). One row per (message, target):
 * ``state`` — pending, delivered, dead or expired; ``attempts``, ``next_at``, ``last_error``,
   ``delivered_at``, ``finished_at`` (when it left pending; what ``prune`` looks at).
 
-Durability: WAL journal with ``synchronous=NORMAL``. Every ``put`` is one committed transaction
-before it returns, written into the WAL with write(2): it survives the process being killed at
-any moment (SIGKILL, OOM) because the data is in the OS page cache. It is not fsynced per
-commit, so a power loss or kernel crash may lose the last few transactions (the database stays
-consistent); that trade buys a put in tens of microseconds instead of an fsync.
+Durability: WAL journal with ``synchronous=NORMAL``. By default every write is one committed
+transaction before it returns, written into the WAL with write(2): it survives the process
+being killed at any moment (SIGKILL, OOM) because the data is in the OS page cache. It is not
+fsynced per commit, so a power loss or kernel crash may lose the last few transactions (the
+database stays consistent); that trade buys a put in tens of microseconds instead of an fsync.
+
+Group commit (``Outbox(path, defer=loop.call_soon)``, the agent): writes join one open
+transaction (each in its own savepoint, so a failed write still undoes only itself) and
+``defer(commit)`` is asked once to commit it — the agent's loop commits at the end of the
+iteration that read the AMI events, so everything decoded from one socket read, and every
+outcome of a burst of webhook answers, costs one commit instead of one each. An event that
+was read but not yet committed when the process is killed is lost exactly as if the kill had
+come before the read (the reconcile after restart takes it from there); a delivery outcome not
+yet committed means one more, identical, delivery after restart (at least once). Readers on the
+same connection see the open transaction; other processes see it a loop iteration later. A
+failed deferred commit is kept in ``commit_error`` for the owner to report.
 
 Time is always passed in (``now``), never read here, so callers and tests control it. The class
 is meant for one thread (the agent's asyncio loop) and keeps one connection.
@@ -29,9 +40,11 @@ A file written by a newer cti (a version beyond the list) is refused rather than
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +90,19 @@ class OutboxError(Exception):
     """The outbox file cannot be used; the message is one line naming the file."""
 
 
+class OutboxUnwritable(OutboxError):
+    """The disk refuses to write the outbox (full, read-only, I/O error, no permission): the
+    file is not damaged. ``reason`` is SQLite's or the OS's words for it."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# SQLite's primary result codes for a disk that refuses writes (not a damaged database)
+_UNWRITABLE = {3, 8, 10, 13, 14}  # PERM, READONLY, IOERR, FULL, CANTOPEN
+
+
 @dataclass(frozen=True)
 class Item:
     """One message for one target. ``body`` is ``b""`` for a row that expired while building."""
@@ -108,9 +134,16 @@ def _not_in(groups: Collection[str]) -> tuple[str, list[str]]:
 
 
 class Outbox:
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, defer: Callable[[Callable[[], None]], object] | None = None
+    ) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._defer = defer
+        self._open_tx = False  # a deferred transaction is open, its commit asked for
+        self.commit_error: OutboxError | None = None  # the last deferred commit that failed
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing = threading.Lock()  # close() waits for a checkpoint in a thread
         _prepare(self.path)
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
@@ -120,6 +153,9 @@ class Outbox:
             self._open(db)
         except sqlite3.Error as exc:
             db.close()
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _UNWRITABLE:
+                raise OutboxUnwritable(f"{self.path}: cannot write the outbox: {exc}",
+                                       str(exc)) from None  # fmt: skip
             raise OutboxError(
                 f"{self.path}: not a readable outbox database ({exc}); "
                 "move it away to start with an empty outbox"
@@ -139,6 +175,11 @@ class Outbox:
         db.execute("PRAGMA busy_timeout = 5000")
         db.execute("PRAGMA journal_mode = WAL").fetchone()
         db.execute("PRAGMA synchronous = NORMAL")
+        if self._defer is not None:
+            # a checkpoint fsyncs the database file: never inside a commit on the agent's
+            # loop, where it stalled every pop behind it; the owner calls `checkpoint` from a
+            # thread instead
+            db.execute("PRAGMA wal_autocheckpoint = 0")
         for step in range(version, SCHEMA_VERSION):
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -169,6 +210,10 @@ class Outbox:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self._defer is not None:
+            with self._deferred_write() as db:
+                yield db
+            return
         with self._guard() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -177,6 +222,50 @@ class Outbox:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    @contextmanager
+    def _deferred_write(self) -> Iterator[sqlite3.Connection]:
+        assert self._defer is not None
+        with self._guard() as db:
+            if not self._open_tx:
+                db.execute("BEGIN IMMEDIATE")
+                self._open_tx = True
+                self._defer(self._commit_deferred)
+            db.execute("SAVEPOINT w")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK TO w")
+                db.execute("RELEASE w")
+                raise
+            db.execute("RELEASE w")
+
+    def _commit_deferred(self) -> None:
+        """The deferred commit (``defer`` calls it); a failure is kept in ``commit_error``
+        and the transaction rolled back (what it held was never handed out)."""
+        try:
+            self.commit()
+        except OutboxError as exc:
+            self.commit_error = exc
+
+    def commit(self) -> None:
+        """Commit the open deferred transaction now (no-op when there is none)."""
+        if not self._open_tx or self._db is None:
+            return
+        self._open_tx = False
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise OutboxError(f"{self.path}: cannot save to the outbox: {exc}") from None
+        self.commit_error = None
+
+    def touch(self) -> None:
+        """A write that always reaches the disk (the header's schema version, unchanged): the
+        probe for a disk that refused writes; with ``defer`` it fails at the commit."""
+        with self._write() as db:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
     def _ensure_head(db: sqlite3.Connection, target: str, group: str) -> None:
@@ -212,8 +301,9 @@ class Outbox:
         expires_at: float,
         intent: bytes | None = None,
     ) -> list[str]:
-        """Queue a message for each target, committed before returning; the targets for which
-        it was new (a key a target already has is skipped). ``body=None``: still building."""
+        """Queue a message for each target (committed before returning, or with the deferred
+        transaction); the targets for which it was new (a key a target already has is
+        skipped). ``body=None``: still building."""
         if isinstance(targets, str):
             raise TypeError("targets must be a sequence of target names, not one string")
         new: list[str] = []
@@ -310,8 +400,30 @@ class Outbox:
             )
             return cursor.rowcount
 
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database file (PASSIVE: never waits for writers). Safe
+        to call from another thread: it uses a connection of its own."""
+        with self._checkpointing:
+            if self._db is None:
+                return
+            try:
+                if self._checkpointer is None:
+                    self._checkpointer = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False
+                    )
+                    self._checkpointer.execute("PRAGMA busy_timeout = 1000")
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                raise OutboxError(f"{self.path}: cannot checkpoint the outbox: {exc}") from None
+
     def close(self) -> None:
+        with self._checkpointing:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         if self._db is not None:
+            with contextlib.suppress(OutboxError):
+                self.commit()
             self._db.close()
             self._db = None
 
@@ -527,4 +639,5 @@ def _prepare(path: Path) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise OutboxError(f"{path}: cannot open the outbox: {exc.strerror or exc}") from None
+        why = exc.strerror or str(exc)
+        raise OutboxUnwritable(f"{path}: cannot open the outbox: {why}", why) from None

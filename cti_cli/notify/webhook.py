@@ -44,7 +44,8 @@ import httpx
 
 import cti_cli
 from cti_cli.config import Webhook
-from cti_cli.notify.outbox import Item, Outbox
+from cti_cli.notify import http1
+from cti_cli.notify.outbox import Item, Outbox, OutboxError
 from cti_cli.notify.signing import sign
 
 log = logging.getLogger("cti.notify")
@@ -251,8 +252,12 @@ class OutboxDeliverer:
         try:
             while not self._stopping:
                 self._kick.clear()
-                self._reap()
-                timeout = self._step()
+                try:
+                    self._reap()
+                    timeout = self._step()
+                except OutboxError as exc:  # a full or failing disk: the owner reports it
+                    log.debug("%s: outbox: %s; trying again in 1 s", self.shown_url, exc)
+                    timeout = 1.0
                 if timeout is not None and timeout <= 0:
                     await asyncio.sleep(0)
                     continue
@@ -409,10 +414,14 @@ class WebhookDeliverer(OutboxDeliverer):
         self._user_agent = f"cti/{pbx_agent_version}"
         self._client = client
         self._own_client = client is None
+        self._lean: http1.PostClient | None = None
         self._timeout = httpx.Timeout(webhook.timeout)
 
     async def aclose(self) -> None:
         """Close the HTTP client if the deliverer made it (``run`` does this on its way out)."""
+        if self._lean is not None:
+            lean, self._lean = self._lean, None
+            await lean.aclose()
         if self._own_client and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -437,8 +446,6 @@ class WebhookDeliverer(OutboxDeliverer):
         secret = self.webhook.secret.get_secret_value()
         if secret:
             headers.append((b"X-CTI-Signature", sign(secret, timestamp, item.body).encode()))
-        if self._client is None:
-            self._client = self._make_client()
 
         status: int | None = None
         answer = b""
@@ -449,25 +456,14 @@ class WebhookDeliverer(OutboxDeliverer):
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.webhook.timeout):
-                async with self._client.stream(
-                    "POST",
-                    self.url,
-                    content=item.body,
-                    headers=headers,
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                ) as response:
-                    status = response.status_code
-                    location = response.headers.get("location")
-                    retry_after = response.headers.get("retry-after")
-                    phrase = response.reason_phrase
-                    with contextlib.suppress(httpx.HTTPError):
-                        answer = await _read_some(response)
+                reply = await self._post(item.body, headers)
+            status, phrase, answer = reply.status, reply.reason, reply.body
+            location, retry_after = reply.location, reply.retry_after
         except TimeoutError:
             error = f"timed out after {self.webhook.timeout:g} s"
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL, http1.CannotSend, ValueError) as exc:
             error, permanent = f"cannot send: {_describe(exc)}", True
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, http1.HttpError) as exc:
             error = _describe(exc)
         latency = time.perf_counter() - started
 
@@ -493,6 +489,34 @@ class WebhookDeliverer(OutboxDeliverer):
                 wait = parse_retry_after(retry_after, now=self._clock())
             return self._retry(item, wave, status, latency, reason, wait)
         return self._dead(item, status, latency, reason)
+
+    async def _post(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> http1.Answer:
+        """One POST through the lean client, or through httpx when a client was passed in or
+        the environment names a proxy for this URL (the lean client speaks no proxy)."""
+        if self._client is None and self._lean is None:
+            if http1.proxy_for(self.url) is None:
+                self._lean = http1.PostClient(
+                    self.url, max_connections=self._concurrency, user_agent=self._user_agent
+                )
+            else:
+                self._client = self._make_client()
+        if self._lean is not None:
+            return await self._lean.post(body, headers)
+        assert self._client is not None
+        async with self._client.stream(
+            "POST", self.url, content=body, headers=headers, timeout=self._timeout,
+            follow_redirects=False,
+        ) as response:  # fmt: skip
+            answer = b""
+            with contextlib.suppress(httpx.HTTPError):
+                answer = await _read_some(response)
+            return http1.Answer(
+                response.status_code,
+                response.reason_phrase,
+                response.headers.get("location"),
+                response.headers.get("retry-after"),
+                answer,
+            )
 
     def _make_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
