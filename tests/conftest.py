@@ -7,10 +7,21 @@ pass silently. MariaDB is always a private mariadbd: no server needs to run on t
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+# `from tests.agent_support import …` means this folder, even when a dependency installs a
+# top-level `tests` package (cacofonisk, in the bench extra, does): a regular package in
+# site-packages would otherwise win over this namespace folder
+if getattr(sys.modules.get("tests"), "__path__", None) != [str(Path(__file__).parent)]:
+    _tests = types.ModuleType("tests")
+    _tests.__path__ = [str(Path(__file__).parent)]
+    sys.modules["tests"] = _tests
 from needs import unavailable
 
 from lab import Lab, LabUnavailable, MariaDB, PrivateMariaDB

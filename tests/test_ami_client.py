@@ -20,6 +20,7 @@ from cti_cli.ami.check import check_server
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.errors import (
     ActionFailed,
+    ActionTimeout,
     AuthenticationFailed,
     ConnectionLost,
     ConnectionRefused,
@@ -357,6 +358,42 @@ async def test_server_close_ends_events_with_connection_lost_after_queued_events
             async for event in client.events():
                 seen.append(event.name)
         assert seen == ["Hangup"]
+        await client.close()
+
+
+@aio
+async def test_an_action_in_flight_when_the_server_drops_fails_at_once() -> None:
+    async def drop_on_action(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_login(reader, writer)
+        await read_action(reader)
+        writer.transport.abort()
+
+    async with FakeAMI(drop_on_action) as server:
+        client = await logged_in(server.port, reply_timeout=20)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ConnectionLost, match=r"closed the AMI connection|dropped"):
+            await client.action("CoreShowChannels")
+        assert asyncio.get_running_loop().time() - started < 5  # not its 20 s reply timeout
+        await client.close()
+
+
+@aio
+async def test_list_items_arriving_after_their_action_timed_out_are_still_events() -> None:
+    async def late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_login(reader, writer)
+        aid = (await read_action(reader))["ActionID"]
+        await asyncio.sleep(0.5)
+        writer.write(wire({"Response": "Success", "ActionID": aid, "EventList": "start"}))
+        writer.write(wire({"Event": "CoreShowChannel", "ActionID": aid, "Channel": "PJSIP/101-1"}))
+        await asyncio.sleep(10)
+
+    async with FakeAMI(late) as server:
+        client = await logged_in(server.port)
+        with pytest.raises(ActionTimeout):
+            await client.action_list("CoreShowChannels", reply_timeout=0.2)
+        async for event in client.events():
+            assert event["Channel"] == "PJSIP/101-1"
+            break
         await client.close()
 
 

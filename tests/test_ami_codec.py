@@ -215,7 +215,7 @@ def test_message_without_end_past_the_limit_says_so() -> None:
 def test_message_mapping_semantics() -> None:
     msg = Message.from_headers([("Event", "Hangup"), ("Uniqueid", "1.2"), ("Linkedid", "1.1")])
     assert msg["Event"] == "Hangup" and msg.get("Uniqueid") == "1.2"
-    assert "Linkedid" in msg and "linkedid" not in msg
+    assert "Linkedid" in msg and "linkedid" in msg and "Linked" not in msg
     assert msg.get("Cause", "16") == "16"
     assert dict(msg) == {"Event": "Hangup", "Uniqueid": "1.2", "Linkedid": "1.1"}
     assert len(msg) == 3
@@ -320,7 +320,13 @@ header_values = st.text(
 messages = st.tuples(
     st.sampled_from(["Event", "Response"]),
     st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghij", min_size=1, max_size=10),
-    st.lists(st.tuples(header_names, header_values), max_size=8),
+    # other headers are not named like the kind in any case (names match ignoring case)
+    st.lists(
+        st.tuples(
+            header_names.filter(lambda n: n.lower() not in ("event", "response")), header_values
+        ),
+        max_size=8,
+    ),
 ).filter(lambda m: m[1] != "Follows")
 
 

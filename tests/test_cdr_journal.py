@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from cti_cli.calls.naming import ExtensionMatcher
-from cti_cli.cdr.journal import format_talk, parse_since, summarise
+from cti_cli.cdr.journal import parse_since, summarise
 from cti_cli.cdr.numbers import like_pattern, same_number
 from cti_cli.cdr.queries import CdrRow, valid_uniqueid
 from cti_cli.cdr.recordings import Recording, RecStatus
@@ -104,7 +104,3 @@ def test_operators_named_by_the_site_pattern() -> None:
     site = ExtensionMatcher(r"^SIP/op-(?P<ext>[a-z]+)-")
     named = summarise("1.1", legs, lambda r: Recording("", RecStatus.NONE), site)
     assert named.answered_by == ("anna", "102")
-
-
-def test_format_talk() -> None:
-    assert [format_talk(s) for s in (0, 42, 600, 3725)] == ["0:00", "0:42", "10:00", "1:02:05"]

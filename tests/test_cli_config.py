@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -202,6 +203,18 @@ def _complete(conf: Path, rule: Path, port: int) -> None:
     }))  # fmt: skip
 
 
+def test_enable_refuses_a_rule_that_does_not_compile_before_connecting(
+    cti: Run, conf: Path, rule: Path
+) -> None:
+    _complete(conf, rule, free_port())
+    rule.write_text("def card(:\n", "utf-8")
+    r = cti("enable")
+    assert r.code == 2
+    assert r.err.startswith("cti: cannot enable: call handling rule: ")
+    assert "connection refused" not in r.err
+    assert cfg.load_file(conf).enabled is False
+
+
 def test_enable_closed_port_stays_disabled(cti: Run, conf: Path, rule: Path) -> None:
     _complete(conf, rule, free_port())
     before = conf.read_bytes()
@@ -233,6 +246,21 @@ def test_disable_keeps_config(cti: Run, conf: Path, rule: Path) -> None:
     after = cfg.load_file(conf)
     assert after.enabled is False
     assert after.server.password.get_secret_value() == "pw-secret"
+
+
+def test_show_highlights_the_rule_in_colour_and_pipes_the_same_text(
+    conf: Path, rule: Path
+) -> None:
+    cfg.save(conf, cfg.Config.model_validate({"rule": {"script": str(rule)}}))
+    argv = [str(Path(sys.executable).parent / "cti"), "-c", str(conf), "show"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CTI_", "NO_COLOR"))}
+    env.update(COLUMNS="100", TERM="xterm-256color")
+    piped = subprocess.run(argv, capture_output=True, text=True, env=env, check=True).stdout
+    coloured = subprocess.run(argv, capture_output=True, text=True, env={**env, "FORCE_COLOR": "1"},
+                              check=True).stdout  # fmt: skip
+    assert re.search(r"\x1b\[[0-9;]*m=\x1b\[0m", coloured)  # the rule's `=`, highlighted
+    assert "\x1b" not in piped and 'card = caller["number"]' in piped
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == piped
 
 
 def test_console_script_version_and_no_traceback(conf: Path) -> None:

@@ -101,7 +101,9 @@ def test_bad_environment_value_is_reported_not_raised(
     monkeypatch.setenv("CTI_SERVER__PORT", "abc")
     with pytest.raises(cfg.ConfigError) as info:
         cfg.load(path)
-    assert info.value.problems == ['cti.toml: server.port: must be an integer 1–65535, got "abc"']
+    assert info.value.problems == [
+        'CTI_SERVER__PORT: must be an integer 1–65535, got "abc" (environment)'
+    ]
 
 
 def test_config_path_env_then_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -202,7 +204,7 @@ def test_failed_write_leaves_old_file_and_no_temp(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cfg.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         cfg.save(path, config)
     assert path.read_bytes() == before

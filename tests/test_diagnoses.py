@@ -26,7 +26,7 @@ from test_ami_client import SECRET, FakeAMI, aio, read_action, serve_login
 from test_deadlines import ami_in_thread, enabled_config
 
 from cti_cli import config as cfg
-from cti_cli.ami import client as client_module
+from cti_cli.ami import login as login_module
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.errors import ConnectionRefused, HostUnreachable
 from cti_cli.cdr.database import CdrTable
@@ -131,7 +131,7 @@ async def test_md5_login_works_where_md5_is_barred_for_security(
             raise ValueError("[digital envelope routines] unsupported")
         return hashlib.md5(data, usedforsecurity=False)
 
-    monkeypatch.setattr(client_module, "hashlib", SimpleNamespace(md5=fips_md5))
+    monkeypatch.setattr(login_module, "hashlib", SimpleNamespace(md5=fips_md5))
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_login(reader, writer)

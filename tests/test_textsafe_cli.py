@@ -18,7 +18,7 @@ from cti_cli.ami.reconnect import ConnectionState
 from cti_cli.calls import CallTracker
 from cti_cli.cli.app import _register, app
 from cti_cli.cli.live_calls import FADE_SECONDS, CallBoard
-from cti_cli.cli.replay_cmd import replay_command
+from cti_cli.cli.replay import replay_command
 from cti_cli.cli.watch import event_text
 from cti_cli.textsafe import printable
 from lab import MariaDB

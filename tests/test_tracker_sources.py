@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cti_cli.calls.sources import ReplayInputError, read_events
-from cti_cli.cli.replay_cmd import replay_command
+from cti_cli.cli.replay import replay_command
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 NEWCHANNEL = {"Event": "Newchannel", "Channel": "PJSIP/101-1", "CallerIDName": "Иван"}

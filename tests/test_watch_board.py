@@ -10,7 +10,8 @@ from rich.console import Console
 from cti_cli.ami.message import Message
 from cti_cli.ami.reconnect import ConnectionState
 from cti_cli.calls import CallTracker
-from cti_cli.cli.live_calls import FADE_SECONDS, CallBoard, clock
+from cti_cli.cli.common import format_duration
+from cti_cli.cli.live_calls import FADE_SECONDS, CallBoard
 from cti_cli.cli.watch import event_json, parse_filters
 
 
@@ -52,10 +53,12 @@ def test_reconnecting_state_is_shown() -> None:
     assert "0 active calls" in screen(board, 1.0)
 
 
-def test_clock_format() -> None:
-    assert clock(5) == "0:05"
-    assert clock(65) == "1:05"
-    assert clock(3725) == "1:02:05"
+def test_durations_read_like_a_clock() -> None:
+    """The board's ages and talk times, and the talk column of `cti calls`."""
+    seconds = (0, 5, 42.9, 65, 600, 3725, -3)
+    assert [format_duration(s) for s in seconds] == [
+        "0:00", "0:05", "0:42", "1:05", "10:00", "1:02:05", "0:00",
+    ]  # fmt: skip
 
 
 def test_event_filters_all_must_match() -> None:

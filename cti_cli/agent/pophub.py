@@ -121,6 +121,7 @@ class PopHub:
         self._last_id = 0
         self._dirty = False
         self._flush: asyncio.TimerHandle | None = None
+        self._save_failing = False  # the last save failed (warned once, until one works)
         self._load()
         self._last_id = max(self._last_id, int(clock() * 1000))
 
@@ -389,10 +390,17 @@ class PopHub:
                 handle.write(raw)
             os.replace(tmp, self.path)
         except OSError as exc:
-            log.warning("operator pages: cannot save %s: %s", self.path, exc.strerror)
+            if not self._save_failing:  # once, not on every pop while the disk is full
+                log.warning("operator pages: cannot save %s: %s (the pages keep working from "
+                            "memory)", self.path, exc.strerror)  # fmt: skip
+            self._save_failing = True
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+            return
+        if self._save_failing:
+            self._save_failing = False
+            log.info("operator pages: saved %s again", self.path)
 
 
 def _ended(line: dict[str, Any]) -> float:

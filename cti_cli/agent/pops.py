@@ -12,11 +12,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing, Transferred
-
-Trigger = Literal["ring", "answer"]
+from cti_cli.config_choices import Trigger
 
 # Fixed namespace: keys must be equal across agents, versions and restarts.
 _KEY_NAMESPACE = uuid.UUID("6f4c2a64-4c1b-4f63-9d0e-0c7a1f1e5c11")

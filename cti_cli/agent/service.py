@@ -21,11 +21,14 @@ One asyncio loop holds it all together:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import gc
 import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +59,7 @@ from cti_cli.agent.pops import (
 )
 from cti_cli.agent.rule import RuleRunner
 from cti_cli.ami.client import AMIClient
+from cti_cli.ami.params import server_params
 from cti_cli.ami.reconnect import (
     ConnectionState,
     ConnectParams,
@@ -65,7 +69,7 @@ from cti_cli.ami.reconnect import (
 from cti_cli.calls import CallEvent, CallTracker, Ended
 from cti_cli.calls.tracker import DropNotice
 from cti_cli.notify.bus import BusDeliverer, bus_target
-from cti_cli.notify.outbox import Item, Outbox
+from cti_cli.notify.outbox import Item, Outbox, OutboxError, OutboxUnwritable
 from cti_cli.notify.webhook import DeliveryResult, OutboxDeliverer, WebhookDeliverer, safe_url
 from cti_cli.notify.zammad import ZammadMapper, zammad_action
 from cti_cli.rules import RuleError, effective_rule
@@ -73,7 +77,11 @@ from cti_cli.rules import RuleError, effective_rule
 log = logging.getLogger("cti.agent")
 
 POLL_SECONDS = 0.5
+HELD_MAX = 20_000  # outbox writes kept in memory while the disk refuses them
+STEADY_SECONDS = 5.0  # an outbox that failed is back once it has saved for this long
 SHUTDOWN_SECONDS = 5.0
+GROUP_COMMIT_SECONDS = 0.005  # a SIGKILL inside it is as if it came before the read (reconcile)
+SWITCH_INTERVAL = 0.001  # seconds: how soon a rule thread gets the GIL from the loop
 LIFECYCLE_TTL = 24 * 3600.0
 PRUNE_EVERY = 3600.0
 
@@ -94,22 +102,6 @@ def state_dir(config: cfg.Config) -> Path:
 def connect_params(config: cfg.Config) -> ConnectParams | None:
     """The (first) AMI server's login, or None while its connection block is incomplete."""
     return server_params(config.pbx_servers()[0][1])
-
-
-def server_params(server: cfg.ServerConfig) -> ConnectParams | None:
-    """One AMI server's login, or None while its connection block is incomplete."""
-    if not server.host or not server.login or not server.password.get_secret_value():
-        return None
-    return ConnectParams(
-        host=server.host,
-        port=server.port,
-        username=server.login,
-        secret=server.password.get_secret_value(),
-        tls=server.tls,
-        cafile=server.cafile,
-        auth=server.auth,
-        timeout=server.timeout,
-    )
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -181,6 +173,18 @@ class Agent:
         self._stamp = _stamp(config_path)
         self._said_disabled = False
         self._lock_fd: int | None = None
+        self.outbox_error: str | None = None  # the last failed save of the outbox
+        # while the outbox cannot be written: the agent's writes, in order, for when it can
+        self._held: collections.deque[Callable[[Outbox], object]] = collections.deque()
+        self._unsaved: list[Callable[[Outbox], object]] = []  # in the open group commit
+        self._deferred = False  # the outbox commits once per loop iteration
+        self._held_dropped = 0
+        self._saved_held = 0  # by the last _flush_held
+        self._saved_total = 0  # held writes saved in this outage
+        self._outage: float | None = None  # monotonic: when the outbox began failing
+        self._outage_error = ""  # what it said last
+        self._ok_since: float | None = None  # monotonic: saving again since
+        self.outbox_file_error: str | None = None  # the outbox file went away under us
         self.last_outcome: dict[str, str] = {}
         self.http: HttpServer | None = None
         self.http_address: tuple[str, int] | None = None
@@ -257,6 +261,9 @@ class Agent:
                 loop.add_signal_handler(sig, self.stop)
             loop.add_signal_handler(signal.SIGHUP, self._reload.set)
         log.info("cti %s agent starting with %s", __version__, self.config_path)
+        # a rule thread waits for the GIL while the loop works: hand it over within 1 ms, not
+        # CPython's 5 ms, which went straight into every pop's latency
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         if not self.config_path.exists():
             log.warning("%s does not exist: running on defaults (disabled) until it does; "
                         "create it with cti configure", self.config_path)  # fmt: skip
@@ -268,6 +275,9 @@ class Agent:
         self._setup_publish(self.config)
         await self._start_http(self.config)
         self._resume_building()
+        # what start-up loaded (modules, phone metadata, the directory) lives as long as the
+        # process: keep it out of the cyclic GC's full collections, which paused every pop
+        gc.freeze()
         tasks = [
             asyncio.create_task(self._watch_config(), name="config"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
@@ -322,6 +332,11 @@ class Agent:
             await self.admin_http.close()
         if self.runner is not None:
             self.runner.close()
+        if self.outbox is not None and (self.outbox_error is not None or self._held):
+            self._flush_held()
+            if held := len(self._held) + len(self._unsaved):
+                log.error("outbox: %d writes held in memory could not be saved (%s) and are "
+                          "lost", held, self.outbox_error)  # fmt: skip
         if self.outbox is not None:
             pending = self.outbox.depth()
             self.outbox.close()
@@ -398,6 +413,7 @@ class Agent:
             backoff_initial=0.5,
             backoff_max=30.0,
             jitter=0.2,
+            auth_hint=self._auth_hint(pbx),
         )
         pbx.client = client
         handle = self._handle
@@ -409,6 +425,12 @@ class Agent:
             counts[name] = counts.get(name, 0) + 1
             for call_event in pbx.tracker.feed(event):
                 handle(call_event, pbx)
+
+    def _auth_hint(self, pbx: PbxSession) -> str:
+        """How to fix a refused AMI login: the config is re-read live, no restart needed."""
+        where = f"the password of [[servers]] {pbx.name}" if self.several else "server.password"
+        return (f"fix {where} in {self.config_path} (the agent re-reads it) or put the old "
+                "secret back in Asterisk")  # fmt: skip
 
     @property
     def ami_error(self) -> str | None:
@@ -481,10 +503,14 @@ class Agent:
             return
         now = self.clock()
         if zammad and self.outbox is not None:
+            targets, expires = self._zammad_targets, now + LIFECYCLE_TTL
             for item in zammad:
-                self.outbox.put(self._zammad_targets, item.key, self._group(pbx.name, item.call_id),
-                                item.event, item.body, now=now,
-                                expires_at=now + LIFECYCLE_TTL)  # fmt: skip
+                group = self._group(pbx.name, item.call_id)
+
+                def put(o: Outbox, i: Any = item, g: str = group) -> object:
+                    return o.put(targets, i.key, g, i.event, i.body, now=now, expires_at=expires)
+
+                self._save(put)
         # the pop first: it is what the operator waits for; the call event it came with queues
         # behind it (same call, same order for every receiver) for the few ms the rule takes
         for pop in plan.pops:
@@ -516,9 +542,10 @@ class Agent:
     def _put_lifecycle(self, life: Lifecycle, now: float, pbx: str) -> None:
         targets = self._targets(life.event)
         if targets and self.outbox is not None:
-            body = {"event": life.event, "pbx": pbx, **life.body}  # the same from any agent
-            self.outbox.put(targets, life.key, self._group(pbx, life.call_id), life.event,
-                            _dumps(body), now=now, expires_at=now + LIFECYCLE_TTL)  # fmt: skip
+            body = _dumps({"event": life.event, "pbx": pbx, **life.body})  # the same from any agent
+            group = self._group(pbx, life.call_id)
+            self._save(lambda o: o.put(targets, life.key, group, life.event, body, now=now,
+                                       expires_at=now + LIFECYCLE_TTL))  # fmt: skip
 
     def _pop_pbx(self, pop: PopRequest) -> str:
         return pop.pbx or self.pbx
@@ -529,10 +556,12 @@ class Agent:
         if targets and self.outbox is not None:
             intent = {"trigger": pop.trigger, "operator": pop.operator.to_dict(), "call": pop.call,
                       "pbx": self._pop_pbx(pop)}  # fmt: skip
-            new = self.outbox.put(
-                targets, pop.key, self._group(self._pop_pbx(pop), call_id), "screen_pop", None,
-                now=now, expires_at=now + self.config.agent.pop_ttl, intent=_dumps(intent),
-            )  # fmt: skip
+            group = self._group(self._pop_pbx(pop), call_id)
+            expires = now + self.config.agent.pop_ttl
+            new = self._save(lambda o: o.put(
+                targets, pop.key, group, "screen_pop", None, now=now, expires_at=expires,
+                intent=_dumps(intent),
+            ), default=targets)  # fmt: skip
             if not new:
                 log.info("pop for %s (%s) on call %s already accepted; not again",
                          pop.operator.login, pop.operator.extension, call_id)  # fmt: skip
@@ -573,8 +602,9 @@ class Agent:
         self.pages.publish_pop(body)  # the operator's own page, webhooks or not
         if self.outbox is not None and self._targets("screen_pop"):
             pbx = self._pop_pbx(pop)
-            sent = {"event": body["event"], "pbx": pbx, **body}
-            self.outbox.finish(pop.key, self._group(pbx, call["call_id"]), _dumps(sent))
+            sent = _dumps({"event": body["event"], "pbx": pbx, **body})
+            group = self._group(pbx, call["call_id"])
+            self._save(lambda o: o.finish(pop.key, group, sent))
             for deliverer in self.deliverers.values():
                 deliverer.wake()
 
@@ -587,9 +617,9 @@ class Agent:
                  extra={"event": "screen_pop", "call_id": call["call_id"],
                         "operator": pop.operator.login})  # fmt: skip
         if self.outbox is not None:
-            group = self._group(self._pop_pbx(pop), call["call_id"])
-            self.outbox.cancel(pop.key, group, f"skipped by the rule: {reason or ''}",
-                               now=self.clock())  # fmt: skip
+            group, now = self._group(self._pop_pbx(pop), call["call_id"]), self.clock()
+            why = f"skipped by the rule: {reason or ''}"
+            self._save(lambda o: o.cancel(pop.key, group, why, now=now))
             for deliverer in self.deliverers.values():
                 deliverer.wake()
 
@@ -612,11 +642,184 @@ class Agent:
 
     def _open_outbox(self) -> None:
         folder = state_dir(self.config)
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)
-        self._lock_fd = _lock_state_dir(folder)
-        self.outbox = Outbox(folder / "outbox.sqlite3")
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(OSError):
+                os.chmod(folder, 0o700)
+            self._lock_fd = _lock_state_dir(folder)
+        except OSError as exc:
+            raise OutboxError(_unusable(folder, exc.strerror or str(exc))) from None
+        loop = asyncio.get_running_loop()
+        # group commit: what comes in within GROUP_COMMIT_SECONDS (AMI reads, a burst of
+        # answers) is one commit; deliveries read the open transaction, so they never wait
+        try:
+            self.outbox = Outbox(
+                folder / "outbox.sqlite3",
+                defer=lambda _commit: loop.call_later(GROUP_COMMIT_SECONDS, self._commit_outbox),
+            )
+        except OutboxUnwritable as exc:
+            raise OutboxError(_unusable(folder, exc.reason)) from None
+        self._deferred = True
+        try:  # a full disk or a read-only one lets SQLite open and read: try a write now
+            self.outbox.touch()
+            self.outbox.commit()
+        except OutboxError as exc:
+            self.outbox.close()
+            self.outbox = None
+            raise OutboxError(_unusable(folder, str(exc).rsplit(": ", 1)[-1])) from None
+
+    def _commit_outbox(self) -> None:
+        if self.outbox is None or not self.outbox.uncommitted:
+            return  # nothing to save (e.g. committed already by _flush_held)
+        try:
+            self.outbox.commit()
+        except OutboxError as exc:
+            self._rehold_unsaved()  # rolled back: written again later
+            self._outbox_failed(exc)
+            return
+        self._unsaved.clear()
+        if self.outbox_error is not None and not self._held:  # else _flush_held goes on
+            self._outbox_saved()
+
+    def _outbox_saved(self) -> None:
+        """A save worked again: deliveries resume; "saving again" is logged once it holds
+        (`_outbox_steady`: a nearly full disk takes some writes and refuses the next)."""
+        self.outbox_error = None
+        self._saved_total += self._saved_held
+        self._saved_held = 0
+        if self._ok_since is None:
+            self._ok_since = time.monotonic()
+        for deliverer in self.deliverers.values():
+            deliverer.wake()
+
+    def _outbox_steady(self) -> None:
+        if self._outage is None or self._ok_since is None or self.outbox_error or self._held:
+            return
+        now = time.monotonic()
+        if now - self._ok_since >= STEADY_SECONDS:
+            log.info("outbox: saving again after %.0f s; %d held writes saved",
+                     self._ok_since - self._outage, self._saved_total)  # fmt: skip
+            self._outage = self._ok_since = None
+            self._saved_total = 0
+
+    # ------------------------------------------------------------------ outbox trouble
+
+    def _save(
+        self, write: Callable[[Outbox], object], default: object = None
+    ) -> Any:  # fmt: skip
+        """One write of the agent's into the outbox. While the outbox cannot be written (disk
+        full, I/O errors) it is held in memory, in order, and written when the disk takes it
+        again (`_flush_held`, every second): nothing accepted is dropped silently."""
+        if self.outbox is None:
+            return default
+        if self.outbox_error is not None or self._held:
+            self._hold(write)
+            return default
+        try:
+            result = write(self.outbox)
+        except OutboxError as exc:
+            self._rehold_unsaved()
+            self._hold(write)
+            self._outbox_failed(exc)
+            return default
+        if self._deferred:
+            self._unsaved.append(write)
+        return result
+
+    def _rehold_unsaved(self) -> None:
+        """A failed write may have taken its whole transaction with it (SQLite rolls back on
+        a full disk): what it held is written again later (each write is idempotent)."""
+        self._held.extendleft(reversed(self._unsaved))
+        self._unsaved.clear()
+
+    def _hold(self, write: Callable[[Outbox], object]) -> None:
+        if len(self._held) >= HELD_MAX:
+            self._held.popleft()
+            self._held_dropped += 1
+            if self._held_dropped == 1:
+                log.error("outbox: more than %d writes held in memory; dropping the oldest "
+                          "(counted in /healthz)", HELD_MAX)  # fmt: skip
+        self._held.append(write)
+
+    def _outbox_failed(self, exc: OutboxError) -> None:
+        """Logged once per outage; deliveries pause (`_gate`) until a write works."""
+        if self._outage is None:
+            self._outage = time.monotonic()
+            log.error("%s; holding new call events and pops in memory, deliveries paused, "
+                      "retrying every second: free disk space or make %s writable", exc,
+                      state_dir(self.config))  # fmt: skip
+        elif self.outbox_error is None:
+            log.debug("outbox: failing again: %s", exc)
+        self.outbox_error = self._outage_error = str(exc)
+        self._ok_since = None
+
+    def _flush_held(self) -> None:
+        """While the outbox is failing: a probe write and every held write, in order; saved
+        when the commit works (`_commit_outbox` says so), held again when it does not."""
+        if self.outbox is None:
+            return
+        self._saved_held = 0
+        try:
+            self.outbox.touch()
+        except OutboxError as exc:
+            self._rehold_unsaved()
+            self._outbox_failed(exc)
+            return
+        while self._held:
+            write = self._held.popleft()
+            try:
+                write(self.outbox)
+            except OutboxError as exc:
+                self._held.appendleft(write)
+                self._rehold_unsaved()
+                self._outbox_failed(exc)
+                return
+            self._saved_held += 1
+            if self._deferred:
+                self._unsaved.append(write)
+        if self._deferred:
+            self._commit_outbox()  # saved, or held again
+        else:
+            self._outbox_saved()  # each write committed as it went
+
+    def _check_outbox_file(self) -> None:
+        """The outbox file (or its whole folder) removed while running: SQLite goes on writing
+        the open file, which no restart would find, and the folder's lock is gone. Write it
+        again, with every row, and take the lock again; told once, retried every second."""
+        if self.outbox is None:
+            return
+        change = self.outbox.file_changed()
+        if change is None:
+            return
+        path = self.outbox.path
+        if change == "replaced":
+            if self.outbox_file_error is None:
+                log.error("outbox: %s was replaced by another file while the agent runs; it "
+                          "goes on with the one it opened: restart it to use the new one", path)
+            self.outbox_file_error = f"outbox {path} was replaced while running (restart)"
+            return
+        if self.outbox_file_error is None:
+            log.error("outbox: %s was removed while the agent runs; writing it again with the "
+                      "%d pending deliveries", path, self.outbox.depth())  # fmt: skip
+        try:
+            self.outbox.rewrite()
+            fd = _lock_state_dir(path.parent)
+        except (OutboxError, OSError, StateDirBusy) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.outbox_file_error = (f"outbox {path} was removed while running and cannot be "
+                                      f"written again ({why}); pending deliveries are lost at "
+                                      "a restart")  # fmt: skip
+            return
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+        self._lock_fd = fd
+        self.outbox_file_error = None
+        log.info("outbox: %s written again (%d pending)", path, self.outbox.depth())
+
+    def _gate(self) -> bool:
+        """The deliverers' gate: this agent may deliver, and the outbox can record outcomes."""
+        return self.outbox_error is None and self._may_deliver()
 
     def _setup_webhooks(self, config: cfg.Config) -> None:
         wanted: dict[str, cfg.Webhook] = {}
@@ -643,7 +846,7 @@ class Agent:
             if url in self.deliverers:
                 continue
             deliverer = WebhookDeliverer(hook, self.outbox, target=url, on_result=self._delivered,
-                                         gate=self._may_deliver)  # fmt: skip
+                                         gate=self._gate)  # fmt: skip
             self.deliverers[url] = deliverer
             self._delivery_tasks[url] = asyncio.create_task(deliverer.run(), name=f"hook {url}")
         if not wanted and not config.publish:
@@ -670,7 +873,7 @@ class Agent:
             if target in self.deliverers and old.get(target) == bus:
                 continue
             deliverer = BusDeliverer(bus, self.outbox, target=target, pbx=self.pbx,
-                                     on_result=self._delivered, gate=self._may_deliver)  # fmt: skip
+                                     on_result=self._delivered, gate=self._gate)  # fmt: skip
             self.deliverers[target] = deliverer
             self._delivery_tasks[target] = asyncio.create_task(deliverer.run(), name=target)
             log.info("publishing call events and pops to %s", target)
@@ -729,12 +932,25 @@ class Agent:
                     log.warning("calls%s: %s", f" ({pbx.name})" if self.several else "", notice)
             if self.outbox is None:
                 continue
+            if self.outbox_error is not None or self._held:
+                self._flush_held()
+                if self.outbox_error is not None or self._held:
+                    continue
+            self._outbox_steady()
+            self._check_outbox_file()
             now = self.clock()
-            for item in self.outbox.expire(now=now):
-                self._expired(item)
+            try:
+                for item in self.outbox.expire(now=now):
+                    self._expired(item)
+            except OutboxError as exc:
+                self._outbox_failed(exc)
+                continue
+            with contextlib.suppress(OutboxError):  # a failing disk shows in the next commit
+                await asyncio.to_thread(self.outbox.checkpoint)
             if now - last_prune > PRUNE_EVERY:
                 last_prune = now
-                self.outbox.prune(now=now, keep=self.config.agent.retention)
+                with contextlib.suppress(OutboxError):
+                    self.outbox.prune(now=now, keep=self.config.agent.retention)
                 self.pages.hub.prune()  # operators' call history past retention, too
 
     def _expired(self, item: Item) -> None:
@@ -951,6 +1167,13 @@ class Agent:
             down = next(s for s in self.sessions.values() if not s.connected)
             where = f"AMI {down.name}" if self.several else "AMI"
             reason = f"not logged in to {where}: {down.error or 'connecting'}"
+        elif self.outbox_file_error is not None:
+            reason = self.outbox_file_error
+        elif self._outage is not None:
+            dropped = f", {self._held_dropped} dropped" if self._held_dropped else ""
+            now = "deliveries paused" if self.outbox_error else "saving again"
+            reason = (f"outbox not writable ({self._outage_error}): {len(self._held)} writes "
+                      f"held in memory{dropped}, {now}")  # fmt: skip
         elif self.lease is not None and not self.lease.held and self.lease.error:
             reason = f"lease: cannot reach Redis ({self.lease.error}); delivering nothing"
         elif self.role == "active":
@@ -1025,6 +1248,22 @@ def _lost_end(call_id: str, rows: list[tuple[str, bytes]]) -> Ended | None:
         str(call.get("caller_name") or ""), str(call.get("dialed") or ""), call.get("queue"),
         None, bool(answered_by), tuple(answered_by), tuple(rang), "lost", None,
     )  # fmt: skip
+
+
+def _unusable(folder: Path, why: str) -> str:
+    """The one line for a state folder the agent cannot write, and what to do."""
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent != folder and not parent.is_dir():
+        why = f"{why} ({parent} is a file, not a folder)"
+    with contextlib.suppress(OSError):
+        disk = os.statvfs(parent)
+        if min(disk.f_bavail, disk.f_bfree) == 0 and "full" not in why and "space" not in why:
+            why = f"{why} (its disk is full)"  # SQLite calls some of that "disk I/O error"
+    return (f"cannot write the agent's state folder {folder} ([agent] state_dir): {why}; make "
+            "it writable for the user the agent runs as (or free space on its disk), or set "
+            "[agent] state_dir to one that is")
 
 
 class StateDirBusy(Exception):

@@ -1,1 +1,1 @@
-"""Our own AMI protocol layer: sans-I/O codec, asyncio client, server check."""
+"""Our own AMI protocol layer: sans-I/O codec and protocol, asyncio client, server check."""

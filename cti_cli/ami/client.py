@@ -1,10 +1,11 @@
-"""asyncio AMI client on top of the sans-I/O codec.
+"""asyncio AMI client: the sans-I/O protocol object (protocol.py) plus sockets and time.
 
-An ``asyncio.BufferedProtocol`` feeds received bytes to the decoder and routes each
-message: a reply whose ``ActionID`` belongs to a waiting action completes it (so
-concurrent actions never mix up replies); everything else is an event for ``events()``.
-Events are queued in per-read batches: one ``deque`` append per TCP read instead of
-one queue operation per event keeps the hot path cheap.
+An ``asyncio.BufferedProtocol`` hands received bytes to ``AMIProtocol``, which says what
+they complete; this adapter resolves the waiting actions' futures (a reply is matched by
+``ActionID``, so concurrent actions never mix up replies) and queues the events for
+``events()``. Events are queued in per-read batches: one ``deque`` append per TCP read
+instead of one queue operation per event keeps the hot path cheap. What stays here is
+I/O: connecting, timeouts, back-pressure, keepalive.
 """
 
 from __future__ import annotations
@@ -12,100 +13,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
-import itertools
 import os
 import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-from cti_cli.ami.codec import (
-    DEFAULT_MAX_MESSAGE,
-    AMIDecoder,
-    Headers,
-    encode_action,
-    merge_headers,
-)
+from cti_cli.ami.codec import DEFAULT_MAX_MESSAGE, Headers, merge_headers
 from cti_cli.ami.errors import (
-    ActionFailed,
     ActionTimeout,
     AMIError,
-    AuthenticationFailed,
     ConnectionLost,
     ConnectionRefused,
     ConnectTimeout,
     HostUnreachable,
     NameNotResolved,
-    NotAMIServer,
-    PermissionDenied,
-    ProtocolError,
     TLSError,
 )
+from cti_cli.ami.login import AuthType, challenge_token, check_login, login_headers
 from cti_cli.ami.message import Message
+from cti_cli.ami.protocol import (
+    Abandoned,
+    ActionListResult,
+    AMIProtocol,
+    Broken,
+    Completed,
+    Events,
+    Greeted,
+    Outcome,
+    raise_for_error,
+)
 
-__all__ = ["CAFILE_HINT", "AMIClient", "ActionListResult", "make_tls_context"]
-
-AuthType = Literal["md5", "plain"]
+__all__ = ["CAFILE_HINT", "AMIClient", "ActionListResult", "AuthType", "make_tls_context"]
 
 #: How the user tells cti to trust a private CA; quoted in TLSError messages.
 CAFILE_HINT = "give the CA certificate that signed it with the AMI CA file option (cafile)"
 
-_BANNER_PREFIX = b"Asterisk Call Manager/"
 _READ_SIZE = 64 * 1024
-
-
-@dataclass
-class ActionListResult:
-    """Reply to a list action: the first response, the list events, the closing event."""
-
-    response: Message
-    events: list[Message] = field(default_factory=list)
-    complete: Message | None = None
-
-    def __iter__(self) -> Iterator[Message]:
-        return iter(self.events)
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-
-class _Waiter:
-    """A pending action: resolves on its response, or collects an event list."""
-
-    __slots__ = ("collect", "future", "result")
-
-    def __init__(self, future: asyncio.Future[object], collect: bool) -> None:
-        self.future = future
-        self.collect = collect
-        self.result: ActionListResult | None = None
-
-    def feed(self, msg: Message) -> bool:
-        """Take one message; True when the action is complete."""
-        if self.future.done():
-            return True
-        if not self.collect:
-            if msg.is_response:
-                self.future.set_result(msg)
-                return True
-            return False
-        if self.result is None:
-            if not msg.is_response:
-                return False
-            self.result = ActionListResult(response=msg)
-            if msg.get("Response") != "Success" or msg.get("EventList", "").lower() != "start":
-                self.future.set_result(self.result)
-                return True
-            return False
-        if msg.get("EventList", "").lower() == "complete":
-            self.result.complete = msg
-            self.future.set_result(self.result)
-            return True
-        self.result.events.append(msg)
-        return False
 
 
 def make_tls_context(cafile: str | None = None) -> ssl.SSLContext:
@@ -158,15 +103,14 @@ class AMIClient:
         self.max_message = max_message
         self.reply_timeout = reply_timeout
         self.max_queued_events = max_queued_events
-        self.banner: str | None = None
-        self.ami_version: str | None = None
         self.peer = ""
         self.dropped_events = 0
+        self._protocol = AMIProtocol(
+            max_message=max_message, id_prefix=f"cti-{os.getpid()}-{id(self) & 0xFFFFFF:x}-"
+        )
         self._transport: asyncio.Transport | None = None
-        self._decoder = AMIDecoder(max_message)
         self._greeting: asyncio.Future[None] | None = None
-        self._first = b""
-        self._waiters: dict[str, _Waiter] = {}
+        self._replies: dict[str, asyncio.Future[object]] = {}
         self._batches: deque[list[Message]] = deque()
         self._queued = 0
         self._consuming = False
@@ -176,13 +120,17 @@ class AMIClient:
         self._last_rx = 0.0
         self._resumed_at = 0.0
         self._wakeup: asyncio.Future[None] | None = None
-        self._failure: AMIError | None = None
         self._closed = False
-        self._leaving = False  # Logoff sent: the peer closing now is its goodbye, not a loss
         self._gone: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._ids = itertools.count(1)
-        self._id_prefix = f"cti-{os.getpid()}-{id(self) & 0xFFFFFF:x}-"
+
+    @property
+    def banner(self) -> str | None:
+        return self._protocol.banner
+
+    @property
+    def ami_version(self) -> str | None:
+        return self._protocol.ami_version
 
     # -- connection -----------------------------------------------------------
     async def connect(
@@ -195,7 +143,7 @@ class AMIClient:
         timeout: float = 10.0,
     ) -> str:
         """Open TCP (or TLS) and read the banner; returns it. Raises a specific AMIError."""
-        self.peer = f"{host}:{port}"
+        self.peer = self._protocol.peer = f"{host}:{port}"
         ctx: ssl.SSLContext | None = None
         if isinstance(tls, ssl.SSLContext):
             ctx = tls
@@ -266,89 +214,48 @@ class AMIClient:
         assert self.banner is not None
         return self.banner
 
-    def _greet(self, data: bytes) -> list[Message]:
-        """Banner phase: reject a foreign server as early as its first bytes."""
-        if len(self._first) < len(_BANNER_PREFIX):
-            self._first += data[: len(_BANNER_PREFIX)]
-            probe = self._first[: len(_BANNER_PREFIX)]
-            if not _BANNER_PREFIX.startswith(probe):
-                raise NotAMIServer(
-                    f"{self.peer} is not an Asterisk AMI server: it greeted with "
-                    f"{_preview(probe)} instead of 'Asterisk Call Manager/...'"
-                )
-        try:
-            early = self._decoder.feed(data)
-        except ProtocolError:
-            raise NotAMIServer(f"{self.peer} is not an Asterisk AMI server") from None
-        if self._decoder.greeting_done:
-            self.banner = self._decoder.banner
-            self.ami_version = self._decoder.ami_version
-            if self.ami_version is None:
-                raise NotAMIServer(
-                    f"{self.peer} is not an Asterisk AMI server: it greeted with "
-                    f"{_preview(self._first)} instead of 'Asterisk Call Manager/...'"
-                )
-            assert self._greeting is not None
-            self._greeting.set_result(None)
-        return early
-
     # -- reading & routing (protocol callbacks) --------------------------------------
     def _received(self, data: bytes) -> None:
         self._last_rx = time.monotonic()
-        decoder = self._decoder
-        try:
-            if self._greeting is not None and not self._greeting.done():
-                msgs = self._greet(data)
+        for outcome in self._protocol.receive_data(data):
+            if type(outcome) is Events:  # the hot path
+                self._queue_events(outcome.messages)
             else:
-                msgs = decoder.feed(data)
-        except AMIError as exc:
-            self._fail(exc if not isinstance(exc, ProtocolError) else
-                       ProtocolError(f"{self.peer}: {exc}"))  # fmt: skip
-            return
-        if not msgs:
-            pass
-        elif self._waiters or decoder.responses_seen:
-            self._dispatch(msgs)
-        else:  # hot path: a batch of events only
-            self._queue_events(msgs)
-        if decoder.error is not None:
-            self._fail(ProtocolError(f"{self.peer}: {decoder.error}"))
+                self._apply(outcome)
 
     def _lost(self, exc: Exception | None) -> None:
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
         if self._closed:
             return
-        if self._leaving:  # after our Logoff: end what waits (Logoff itself), quietly
-            for waiter in self._waiters.values():
-                if not waiter.future.done():
-                    waiter.future.set_exception(ConnectionLost(f"{self.peer} said goodbye"))
-            self._waiters.clear()
-            return
-        if self._greeting is not None and not self._greeting.done():
-            self._fail(ConnectionLost(
-                f"{self.peer} closed the connection before its AMI banner "
-                "(connection limit or permit/deny ACL in manager.conf?)"
-            ))  # fmt: skip
-        elif exc is None:
-            self._fail(ConnectionLost(f"{self.peer} closed the AMI connection"))
-        else:
-            self._fail(ConnectionLost(f"{self.peer} dropped the AMI connection: {exc}"))
+        self._apply_all(self._protocol.connection_lost(exc))
 
-    def _dispatch(self, msgs: list[Message]) -> None:
-        """Route replies to their waiting actions; queue the rest as events."""
-        events: list[Message] = []
-        waiters = self._waiters
-        for msg in msgs:
-            action_id = msg.get("ActionID", "") if waiters else ""
-            waiter = waiters.get(action_id) if action_id else None
-            if waiter is None:
-                if not msg.is_response:
-                    events.append(msg)
-            elif waiter.feed(msg):
-                del waiters[action_id]
-        if events:
-            self._queue_events(events)
+    def _apply_all(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            self._apply(outcome)
+
+    def _apply(self, outcome: Outcome) -> None:
+        """Carry out what the protocol decided."""
+        match outcome:
+            case Events(messages):
+                self._queue_events(messages)
+            case Completed(action_id, reply):
+                future = self._replies.pop(action_id, None)
+                if future is not None and not future.done():
+                    future.set_result(reply)
+            case Abandoned(action_id, error):
+                future = self._replies.pop(action_id, None)
+                if future is not None and not future.done():
+                    future.set_exception(error)
+            case Greeted():
+                if self._greeting is not None and not self._greeting.done():
+                    self._greeting.set_result(None)
+            case Broken(error):  # end events(), close the socket
+                if self._greeting is not None and not self._greeting.done():
+                    self._greeting.set_exception(error)
+                self._wake()
+                if self._transport is not None:
+                    self._transport.close()
 
     def _queue_events(self, events: list[Message]) -> None:
         self._batches.append(events)
@@ -377,27 +284,17 @@ class AMIClient:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _fail(self, exc: AMIError) -> None:
-        """The connection is unusable: fail every waiter, end events(), close the socket."""
-        if self._failure is None:
-            self._failure = exc
-        if self._greeting is not None and not self._greeting.done():
-            self._greeting.set_exception(exc)
-        for waiter in self._waiters.values():
-            if not waiter.future.done():
-                waiter.future.set_exception(exc)
-        self._waiters.clear()
-        self._wake()
-        if self._transport is not None:
-            self._transport.close()
+    def _fail(self, exc: AMIError) -> AMIError:
+        """The connection is unusable: fail every waiter, end events(), close the socket.
+        Returns the failure that counts (the first one)."""
+        self._apply_all(self._protocol.fail(exc))
+        assert self._protocol.failure is not None
+        return self._protocol.failure
 
     # -- public API -------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._transport is not None and self._failure is None and not self._closed
-
-    def _next_id(self) -> str:
-        return f"{self._id_prefix}{next(self._ids)}"
+        return self._transport is not None and self._protocol.failure is None and not self._closed
 
     async def _send(
         self,
@@ -408,15 +305,15 @@ class AMIClient:
         *,
         bytes_are_life: bool = False,
     ) -> object:
-        if self._failure is not None:
-            raise self._failure
+        protocol = self._protocol
+        if protocol.failure is not None:
+            raise protocol.failure
         transport = self._transport
         if transport is None or self._closed or transport.is_closing():
             raise ConnectionLost("the AMI connection is closed")
-        action_id = self._next_id()
-        payload = encode_action(name, headers, action_id)
+        action_id, payload = protocol.send_action(name, headers, collect=collect)
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._waiters[action_id] = _Waiter(future, collect)
+        self._replies[action_id] = future
         limit = self.reply_timeout if timeout is None else timeout
         try:
             transport.write(payload)
@@ -426,10 +323,12 @@ class AMIClient:
                 f"no reply from {self.peer} to AMI action {name} within {limit:g} s"
             ) from None
         except (OSError, ssl.SSLError) as exc:
-            self._fail(ConnectionLost(f"{self.peer} dropped the AMI connection: {exc}"))
-            raise self._failure from None  # type: ignore[misc]
+            raise self._fail(
+                ConnectionLost(f"{self.peer} dropped the AMI connection: {exc}")
+            ) from None
         finally:
-            self._waiters.pop(action_id, None)
+            self._replies.pop(action_id, None)
+            protocol.forget(action_id)
 
     async def _await(
         self, future: asyncio.Future[object], limit: float, bytes_are_life: bool
@@ -473,7 +372,7 @@ class AMIClient:
         reply = await self._send(name, merge_headers(headers, extra), False, reply_timeout)
         assert isinstance(reply, Message)
         if check:
-            _raise_for_error(name, reply)
+            raise_for_error(name, reply)
         return reply
 
     async def action_list(
@@ -487,7 +386,7 @@ class AMIClient:
         """Send a list action (``EventList: start`` ... ``Complete``) and collect its events."""
         result = await self._send(name, merge_headers(headers, extra), True, reply_timeout)
         assert isinstance(result, ActionListResult)
-        _raise_for_error(name, result.response)
+        raise_for_error(name, result.response)
         return result
 
     async def login(
@@ -500,30 +399,15 @@ class AMIClient:
         reply_timeout: float | None = None,
     ) -> Message:
         """Log in (MD5 challenge or plain secret). ``events``: on/off or a class mask."""
+        token = None
         if auth == "md5":
             challenge = await self.action(
                 "Challenge", {"AuthType": "MD5"}, reply_timeout=reply_timeout, check=False
             )
-            token = challenge.get("Challenge")
-            if challenge.get("Response") != "Success" or not token:
-                raise AuthenticationFailed(
-                    f"{self.peer} refused the MD5 challenge ({challenge.get('Message', '?')}): "
-                    "try plain authentication"
-                )
-            # the AMI protocol's own challenge-response, not a security use: allowed on FIPS
-            key = hashlib.md5((token + secret).encode("utf-8"), usedforsecurity=False).hexdigest()
-            headers: dict[str, str] = {"Username": username, "AuthType": "MD5", "Key": key}
-        elif auth == "plain":
-            headers = {"Username": username, "Secret": secret}
-        else:
-            raise ValueError(f"unknown AMI auth type {auth!r}: use 'md5' or 'plain'")
-        headers["Events"] = events if isinstance(events, str) else ("on" if events else "off")
+            token = challenge_token(challenge, self.peer)
+        headers = login_headers(username, secret, auth=auth, events=events, challenge=token)
         reply = await self.action("Login", headers, reply_timeout=reply_timeout, check=False)
-        if reply.get("Response") != "Success":
-            raise AuthenticationFailed(
-                f"Asterisk at {self.peer} rejected AMI user {username!r}: wrong user name or "
-                "secret, or the user's permit/deny does not allow this host"
-            )
+        check_login(reply, self.peer, username)
         return reply
 
     async def events(self) -> AsyncIterator[Message]:
@@ -547,6 +431,7 @@ class AMIClient:
         self._consuming = True
         loop = asyncio.get_running_loop()
         low_water = self.max_queued_events // 2
+        protocol = self._protocol
         try:
             while True:
                 batches = self._batches
@@ -557,8 +442,8 @@ class AMIClient:
                         self._resume_reading()
                     yield batch
                     continue
-                if self._failure is not None:
-                    raise self._failure
+                if protocol.failure is not None:
+                    raise protocol.failure
                 if self._closed:
                     return
                 self._wakeup = loop.create_future()
@@ -573,10 +458,11 @@ class AMIClient:
         try:
             reply = await self._send("Ping", None, False, limit, bytes_are_life=True)
             assert isinstance(reply, Message)
-            _raise_for_error("Ping", reply)
+            raise_for_error("Ping", reply)
         except ActionTimeout:
-            self._fail(ConnectionLost(f"{self.peer} did not answer Ping within {limit:g} s"))
-            raise self._failure from None  # type: ignore[misc]
+            raise self._fail(
+                ConnectionLost(f"{self.peer} did not answer Ping within {limit:g} s")
+            ) from None
 
     def start_keepalive(self, interval: float, timeout: float | None = None) -> None:
         """Ping every ``interval`` seconds in the background (see ``ping``)."""
@@ -592,7 +478,6 @@ class AMIClient:
     async def logoff(self, timeout: float = 2.0) -> None:
         """Say goodbye (best effort) and close."""
         if self.connected:
-            self._leaving = True
             with contextlib.suppress(AMIError):
                 await self.action("Logoff", reply_timeout=timeout, check=False)
         await self.close()
@@ -606,10 +491,7 @@ class AMIClient:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
-        for waiter in self._waiters.values():
-            if not waiter.future.done():
-                waiter.future.set_exception(ConnectionLost("the AMI connection was closed"))
-        self._waiters.clear()
+        self._apply_all(self._protocol.close())
         self._wake()
         if self._greeting is not None and not self._greeting.done():
             self._greeting.cancel()
@@ -625,20 +507,3 @@ class AMIClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _raise_for_error(name: str, reply: Message) -> None:
-    if reply.get("Response") != "Error":
-        return
-    reason = reply.get("Message", "no reason given")
-    if reason.lower() == "permission denied":
-        raise PermissionDenied(
-            f"the AMI user may not run action {name}: add the needed class to write= in "
-            "its manager.conf section"
-        )
-    raise ActionFailed(f"AMI action {name} failed: {reason}", reply)
-
-
-def _preview(data: bytes) -> str:
-    text = data[:24].decode("ascii", "backslashreplace")
-    return repr(text) if text else "nothing"

@@ -14,6 +14,14 @@ Line grammar (both CRLF and bare LF accepted):
 - Repeated headers (``ChanVariable``, ``Output``) are all kept; ``msg[name]`` is the
   first, ``msg.get_all(name)`` all of them.
 
+Header names match ignoring ASCII case (``get``, ``in``, ``[]``, ``get_all``): Asterisk spells
+them differently across versions and modules (``Uniqueid``/``UniqueID``, ``DestUniqueid``/
+``DestUniqueID``, ``Linkedid``/``LinkedID``), and consumers should ask once, in one spelling.
+A header spelled exactly as asked is found first (the hot path: one byte search); only when
+there is none are the names compared folded. Names are kept as sent: ``headers``, iteration,
+``raw`` and ``repr`` show the original spelling. ``HeaderDict`` gives a plain dict of headers
+(a JSON recording's events) the same lookups.
+
 Invalid UTF-8 is decoded with ``errors="replace"`` (U+FFFD): consumers print, log and
 POST these strings, and lone surrogates would crash them later. ``msg.raw`` keeps
 the exact bytes for anyone who needs them.
@@ -28,13 +36,21 @@ _T = TypeVar("_T")
 _ENCODING = "utf-8"
 _ERRORS = "replace"
 
-# name -> (b"Name:", b"\nName:", len(b"Name:")); bounded so arbitrary lookups cannot
-# grow it forever. Names that cannot be header names are never stored.
-_NEEDLES: dict[str, tuple[bytes, bytes, int]] = {}
+# name -> (b"Name:", b"\nName:", len(b"Name:"), b"\nname:" for a lookup ignoring ASCII case);
+# bounded so arbitrary lookups cannot grow it forever. Names that cannot be header names are
+# never stored.
+_NEEDLES: dict[str, tuple[bytes, bytes, int, bytes]] = {}
 _NEEDLES_MAX = 4096
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def _needles(name: str) -> tuple[bytes, bytes, int] | None:
+def fold_name(name: str) -> str:
+    """``name`` with its ASCII letters lowered: how header names compare (as ``bytes.lower``
+    folds the raw bytes, so every lookup path agrees; other letters are left alone)."""
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+
+
+def _needles(name: str) -> tuple[bytes, bytes, int, bytes] | None:
     found = _NEEDLES.get(name)
     if found is not None:
         return found
@@ -44,7 +60,7 @@ def _needles(name: str) -> tuple[bytes, bytes, int] | None:
         head = name.encode(_ENCODING, "surrogateescape") + b":"
     except UnicodeEncodeError:
         return None
-    needles = (head, b"\n" + head, len(head))
+    needles = (head, b"\n" + head, len(head), b"\n" + head.lower())
     if len(_NEEDLES) >= _NEEDLES_MAX:
         _NEEDLES.clear()
     _NEEDLES[name] = needles
@@ -71,6 +87,13 @@ def _decode(line_rest: bytes) -> str:
             _TEXTS.clear()
         _TEXTS[line_rest] = text
     return text
+
+
+def _folded_start(raw: bytes, nl_folded: bytes) -> int:
+    """Where the value of the first header named like ``nl_folded`` (``b"\\nname:"``) starts
+    when ASCII case is ignored; -1 if there is none. Looked for only after an exact miss."""
+    at = (b"\n" + raw.lower()).find(nl_folded)  # bytes.lower keeps every offset
+    return at if at < 0 else at + len(nl_folded) - 1
 
 
 def parse_header_lines(raw: bytes) -> list[tuple[str, str]]:
@@ -127,20 +150,23 @@ class Message(Mapping[str, str]):
     def _find(self, name: str) -> str | None:
         """First value of ``name`` straight from the raw bytes (no full parse)."""
         try:
-            head, nl_head, size = _NEEDLES[name]
+            head, nl_head, size, nl_folded = _NEEDLES[name]
         except KeyError:
             needles = _needles(name)
             if needles is None:
                 return self._parsed_index().get(name) if name == "" else None
-            head, nl_head, size = needles
+            head, nl_head, size, nl_folded = needles
         raw = self._raw
         if raw.startswith(head):
             start = size
         else:
             start = raw.find(nl_head) + 1
-            if not start:
-                return None
-            start += size
+            if start:
+                start += size
+            else:
+                start = _folded_start(raw, nl_folded)
+                if start < 0:
+                    return None
         end = raw.find(b"\n", start)
         if end < 0:
             end = len(raw)
@@ -150,7 +176,7 @@ class Message(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         try:
-            head, nl_head, size = _NEEDLES[name]
+            head, nl_head, size, nl_folded = _NEEDLES[name]
         except KeyError:
             value = self._find(name)
             if value is None:
@@ -161,9 +187,12 @@ class Message(Mapping[str, str]):
             start = size
         else:
             start = raw.find(nl_head) + 1
-            if not start:
-                raise KeyError(name)
-            start += size
+            if start:
+                start += size
+            else:
+                start = _folded_start(raw, nl_folded)
+                if start < 0:
+                    raise KeyError(name)
         end = raw.find(b"\n", start)
         if end < 0:
             end = len(raw)
@@ -179,7 +208,7 @@ class Message(Mapping[str, str]):
     def get(self, name: str, default: _T, /) -> str | _T: ...
     def get(self, name: str, default: object = None, /) -> object:
         try:
-            head, nl_head, size = _NEEDLES[name]
+            head, nl_head, size, nl_folded = _NEEDLES[name]
         except KeyError:
             value = self._find(name)
             return default if value is None else value
@@ -188,9 +217,12 @@ class Message(Mapping[str, str]):
             start = size
         else:
             start = raw.find(nl_head) + 1
-            if not start:
-                return default
-            start += size
+            if start:
+                start += size
+            else:
+                start = _folded_start(raw, nl_folded)
+                if start < 0:
+                    return default
         end = raw.find(b"\n", start)
         if end < 0:
             end = len(raw)
@@ -234,8 +266,10 @@ class Message(Mapping[str, str]):
         return list(self._parsed())
 
     def get_all(self, name: str) -> list[str]:
-        """Every value of a (possibly repeated) header, in order; [] if absent."""
-        return [value for key, value in self._parsed() if key == name]
+        """Every value of a (possibly repeated) header, in order, whatever the case of each
+        name; [] if absent."""
+        folded = fold_name(name)
+        return [value for key, value in self._parsed() if fold_name(key) == folded]
 
     # -- AMI conveniences -----------------------------------------------------
     @property
@@ -268,3 +302,41 @@ class Message(Mapping[str, str]):
             return list(self._body)
         except AttributeError:
             return self.get_all("Output")
+
+
+class HeaderDict(dict[str, str]):
+    """A plain dict of headers (a JSON recording's event, a snapshot entry with a stamp added)
+    whose lookups match names as ``Message``'s do: the exact spelling first, else ignoring
+    ASCII case. Still a dict: equal to one, dumped as one, keys as they were given."""
+
+    __slots__ = ()
+
+    def _folded(self, name: object) -> str | None:
+        if not isinstance(name, str):
+            return None
+        folded = fold_name(name)
+        for key, value in self.items():
+            if fold_name(key) == folded:
+                return value
+        return None
+
+    def __missing__(self, name: str) -> str:
+        value = self._folded(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or self._folded(name) is not None
+
+    @overload  # type: ignore[override]
+    def get(self, name: str, /) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str, /) -> str: ...
+    @overload
+    def get(self, name: str, default: _T, /) -> str | _T: ...
+    def get(self, name: str, default: object = None, /) -> object:
+        value = dict.get(self, name)
+        if value is None:
+            value = self._folded(name)
+        return default if value is None else value

@@ -18,7 +18,7 @@ from typing import Literal
 
 from cti_cli.ami.client import AMIClient, AuthType
 from cti_cli.ami.codec import Headers, merge_headers
-from cti_cli.ami.errors import AMIError, ConnectionLost
+from cti_cli.ami.errors import AMIError, AuthenticationFailed, ConnectionLost
 from cti_cli.ami.message import Message
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 StateName = Literal["connecting", "connected", "reconnecting", "error", "closed"]
+
+AUTH_HINT = "fix server.password (cti configure) or put the old secret back in Asterisk"
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,9 @@ class ReconnectingClient:
     connection is yielded; an ``AMIError`` from it fails the connection (closed, backoff, retry).
     The backoff starts over only after a connection stayed up ``healthy_after`` seconds: a peer
     that accepts the login and then sends garbage is retried ever more slowly, not every second.
+
+    A refused login is reported as one line naming the user, and, when the same login worked
+    before on this client, as a password changed on the PBX; ``auth_hint`` says how to fix it.
     """
 
     def __init__(
@@ -110,6 +115,7 @@ class ReconnectingClient:
         jitter: float = 0.2,
         client_factory: Callable[[], AMIClient] = AMIClient,
         healthy_after: float = 30.0,
+        auth_hint: str = AUTH_HINT,
     ) -> None:
         self.params = params
         self.on_state = on_state
@@ -118,6 +124,8 @@ class ReconnectingClient:
         self.backoff_max = backoff_max
         self.jitter = jitter
         self.healthy_after = healthy_after
+        self.auth_hint = auth_hint
+        self._logged_in = False  # a login with these params succeeded before
         self._factory = client_factory
         self._client: AMIClient | None = None
         self._stopped = asyncio.Event()
@@ -133,6 +141,19 @@ class ReconnectingClient:
     ) -> None:
         if self.on_state is not None:
             self.on_state(ConnectionState(state, delay, error))
+
+    def _describe(self, exc: AMIError) -> str:
+        """The one-line reason for an ``error`` state; never the secret."""
+        if not isinstance(exc, AuthenticationFailed) or "challenge" in str(exc):
+            return exc.describe()
+        if not self._logged_in:
+            return f"{exc.describe()}; {self.auth_hint}"
+        p = self.params
+        return (
+            f"authentication failed for AMI user {p.username!r} at {p.host}:{p.port}, which "
+            "logged in before: was the AMI password changed in Asterisk's manager.conf? "
+            f"{self.auth_hint}"
+        )
 
     async def _open(self) -> AMIClient:
         p = self.params
@@ -165,11 +186,12 @@ class ReconnectingClient:
             self._notify("connecting")
             try:
                 self._client = client = await self._open()
+                self._logged_in = True
                 if self.on_connect is not None:
                     await self.on_connect(client)
             except AMIError as exc:
                 await self._drop()
-                self._notify("error", error=exc.describe())
+                self._notify("error", error=self._describe(exc))
             except BaseException:
                 await self._drop()
                 raise

@@ -1,4 +1,8 @@
-"""Replay a recording through the tracker, and summarise the calls for humans."""
+"""Replay a recording through the tracker, and sum up what each call amounted to.
+
+Nothing is printed here: a recording in, call events and per-call summaries out; `cti replay`
+(cli/replay.py) shows them.
+"""
 
 from __future__ import annotations
 
@@ -65,25 +69,3 @@ def summarize(events: Iterable[CallEvent]) -> list[CallSummary]:
             summary.reason = event.reason
             summary.duration = event.duration
     return list(calls.values())
-
-
-def render_summary(summary: CallSummary) -> str:
-    """One line per call, e.g. `+3115... "Иван" -> 202 | queue sales | rang 101, 102 | ...`."""
-    who = summary.caller or "unknown caller"
-    if summary.caller_name:
-        who += f' "{summary.caller_name}"'
-    parts = [f"{who} -> {summary.dialed or '?'}"]
-    if summary.queue:
-        parts.append(f"queue {summary.queue}")
-    parts.append("rang " + (", ".join(summary.rang) or "nobody"))
-    parts.append("answered by " + (", ".join(summary.answered_by) or "nobody"))
-    for source, target in summary.transfers:
-        parts.append(f"transferred {source or '?'} -> {target or '?'}")
-    if summary.reason is None:
-        parts.append("still in progress at end of recording")
-    else:
-        ending = summary.reason
-        if summary.duration is not None:
-            ending += f", {summary.duration} s"
-        parts.append(ending)
-    return " | ".join(parts)

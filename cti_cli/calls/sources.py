@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO
 
 from cti_cli.ami.codec import DEFAULT_MAX_MESSAGE
-from cti_cli.ami.message import Message
+from cti_cli.ami.message import HeaderDict, Message
 
 _CHUNK = 1 << 16
 _BOM = codecs.BOM_UTF8
@@ -105,7 +105,8 @@ def _check_item(item: object) -> tuple[Mapping[str, str] | None, str | None]:
         if not isinstance(value, str):
             got = type(value).__name__
             return None, f"header {key[:40]!r} is a JSON {got}, not a string"
-    return (item if "Event" in item else None), None
+    event = HeaderDict(item)  # header names match ignoring case, as in a raw capture
+    return (event if "Event" in event else None), None
 
 
 def _json_array(head: bytes, stream: BinaryIO, tally: _Tally) -> Iterator[Mapping[str, str]]:

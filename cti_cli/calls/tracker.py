@@ -2,7 +2,9 @@
 
 `CallTracker.feed(event)` takes one AMI event (any `Mapping[str, str]`) and returns the call
 events it caused. No sockets, no clock reads, no logging: time only comes from the events'
-`Timestamp` headers. Unknown or uninteresting events cost one dict lookup.
+`Timestamp` headers. Unknown or uninteresting events cost one dict lookup. Headers are asked
+for in one spelling (`Uniqueid`, `DestUniqueid`, `Linkedid`): the events' own lookups ignore
+case (`Message`, `HeaderDict`), so `UniqueID` or `LinkedID` from older modules are found too.
 
 How calls are grouped
     Asterisk 12+ puts every channel of a call under one `Linkedid`; that is the call id, and the
@@ -66,6 +68,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
+from cti_cli.ami.message import HeaderDict
 from cti_cli.calls.events import (
     Answered,
     CallEvent,
@@ -116,11 +119,6 @@ def _remember(recent: dict[str, None], key: str) -> None:
     recent[key] = None
     if len(recent) > _ENDED_MEMORY:
         del recent[next(iter(recent))]
-
-
-def _uid(ev: Event) -> str | None:
-    uid = ev.get("Uniqueid")
-    return ev.get("UniqueID") if uid is None else uid
 
 
 def _release(counts: dict[str, int], ext: str) -> None:
@@ -262,7 +260,7 @@ class CallTracker:
         stamp: dict[str, str] = {} if now is None else {"Timestamp": now}
         listed: dict[str, Event] = {}
         for entry in channels:
-            uid = _uid(entry)
+            uid = entry.get("Uniqueid")
             if uid:
                 listed[uid] = entry
         out: Out = []
@@ -272,7 +270,7 @@ class CallTracker:
             # callers first, so that their own caller ID is what the operators' events carry
             order = sorted(listed.items(), key=lambda item: item[0] != item[1].get("Linkedid"))
             for uid, entry in order:
-                ev: Event = {**entry, **stamp} if stamp else entry
+                ev: Event = HeaderDict({**entry, **stamp}) if stamp else entry
                 chan = self._chans.get(uid)
                 if chan is None:  # attach mid-call, as its first live event would
                     chan = self._observe(ev, out)
@@ -427,9 +425,7 @@ class CallTracker:
         """
         uid = ev.get("Uniqueid")
         if uid is None:
-            uid = ev.get("UniqueID")
-            if uid is None:
-                return None
+            return None
         chan = self._chans.get(uid)
         if chan is None:
             chan = self._get(uid, ev.get("Channel", ""), ev.get("Linkedid"), None, ev)
@@ -448,9 +444,7 @@ class CallTracker:
         """The destination channel of a Dial*/Agent* event (`Dest...` headers)."""
         uid = ev.get("DestUniqueid")
         if uid is None:
-            uid = ev.get("DestUniqueID")
-            if uid is None:
-                return None
+            return None
         parent = src.call if src is not None else None
         chan = self._chans.get(uid)
         if chan is None:
@@ -646,7 +640,7 @@ class CallTracker:
             self._caller_from(chan.call, ev)
 
     def _on_hangup(self, ev: Event, out: Out) -> None:
-        uid = _uid(ev)
+        uid = ev.get("Uniqueid")
         chan = self._chans.pop(uid, None) if uid is not None else None
         if chan is None:
             return
@@ -740,7 +734,7 @@ class CallTracker:
             caller = self._observe(ev, out)
             self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
             return
-        caller = self._chans.get(_uid(ev) or "") or self._by_name(ev.get("ChannelCalling"))
+        caller = self._chans.get(ev.get("Uniqueid", "")) or self._by_name(ev.get("ChannelCalling"))
         self._queue_member(ev, out, caller, self._by_name(ev.get("DestinationChannel")))
 
     def _on_agent_connect(self, ev: Event, out: Out) -> None:
@@ -748,7 +742,7 @@ class CallTracker:
             caller = self._observe(ev, out)
             member = self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
         else:  # AMI 1.x: Uniqueid is the caller, Channel/BridgedChannel the member
-            caller = self._chans.get(_uid(ev) or "")
+            caller = self._chans.get(ev.get("Uniqueid", ""))
             member = self._by_uid_or_name(ev.get("BridgedChannel"), ev.get("Channel"))
             member = self._queue_member(ev, out, caller, member)
         if member is not None and member.state != UP:
@@ -834,7 +828,7 @@ class CallTracker:
 
     def _on_dial_legacy(self, ev: Event, out: Out) -> None:
         sub = ev.get("SubEvent")
-        uid = ev.get("UniqueID") or ev.get("Uniqueid") or ev.get("SrcUniqueID")
+        uid = ev.get("Uniqueid") or ev.get("SrcUniqueID")
         if not uid:
             return
         name = ev.get("Channel") or ev.get("Source") or ""
@@ -846,7 +840,7 @@ class CallTracker:
             return
         if sub not in (None, "Begin"):
             return
-        dest_uid = ev.get("DestUniqueID") or ev.get("DestUniqueid")
+        dest_uid = ev.get("DestUniqueid")
         if not dest_uid:
             return
         dest = self._chans.get(dest_uid)
@@ -876,7 +870,7 @@ class CallTracker:
                 call.answered = True
 
     def _on_transfer_legacy(self, ev: Event, out: Out) -> None:
-        transferer = self._chans.get(_uid(ev) or "")
+        transferer = self._chans.get(ev.get("Uniqueid", ""))
         target = self._chans.get(ev.get("TargetUniqueid", ""))
         chan = target if target is not None else transferer
         if chan is None:
@@ -898,7 +892,7 @@ class CallTracker:
     def _on_rename(self, ev: Event, out: Out) -> None:
         old = ev.get("Channel") or ev.get("Oldname")
         new = ev.get("Newname")
-        uid = _uid(ev)
+        uid = ev.get("Uniqueid")
         chan = self._chans.get(uid) if uid else self._by_name(old)
         if chan is None or not new:
             return

@@ -95,10 +95,3 @@ def _call_recording(rows: list[CdrRow], recording_of: Callable[[CdrRow], Recordi
         return "unknown"
     statuses = {recording_of(r).status for r in rows if r.recordingfile}
     return next((s.value for s in _REC_ORDER if s in statuses), RecStatus.NONE.value)
-
-
-def format_talk(seconds: int) -> str:
-    """`42` → `0:42`, `3725` → `1:02:05`."""
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

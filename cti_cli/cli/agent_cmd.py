@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, fail, load_config, state
 
 
@@ -18,7 +17,6 @@ class LogFormat(enum.StrEnum):
     json = "json"
 
 
-@app.command()
 def agent(
     ctx: typer.Context,
     verbose: Annotated[

@@ -1,4 +1,5 @@
-"""The `cti` command tree. Each command lives in its own module and registers itself here."""
+"""The `cti` command tree: the root command and its options, and (`_register`) every command,
+each declared in its own module."""
 
 from __future__ import annotations
 
@@ -52,9 +53,18 @@ def main_options(
     ctx.obj = State(config_path=config.expanduser() if config else default_path())
 
 
+_registered = False
+
+
 def _register() -> None:
-    # Imported for their side effect: each module adds its commands to `app`.
-    from cti_cli.cli import (  # noqa: F401
+    """Add every command to `app`: the one place the command tree is assembled. The command
+    modules declare plain functions and sub-apps and never import this module. Once only:
+    tests and `run()` both call it."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    from cti_cli.cli import (
         agent_cmd,
         configure,
         demo_cmd,
@@ -72,6 +82,26 @@ def _register() -> None:
         watch,
         webhooks_cmd,
     )
+
+    # In the order they used to register themselves; `cti -h` lists them in helpstyle.ORDER.
+    app.command()(agent_cmd.agent)
+    app.command()(configure.configure)
+    app.add_typer(demo_cmd.demo_app)
+    app.command()(doctor_cmd.doctor)
+    app.add_typer(events_cmd.events_app, name="events")
+    app.add_typer(operator_cmd.operator_app, name="operator")
+    app.add_typer(outbox_cmd.outbox_app, name="outbox")
+    app.command()(records_cmd.recordings)
+    app.command()(records_cmd.calls)
+    app.command()(replay.replay)
+    app.add_typer(rule_cmd.rule_app, name="rule")
+    app.command()(show_cmd.show)
+    app.command()(status_cmd.status)
+    app.command()(switch.enable)
+    app.command()(switch.disable)
+    app.add_typer(teams.teams_app, name="teams")
+    app.command()(watch.watch)
+    app.add_typer(webhooks_cmd.webhooks_app, name="webhooks")
 
 
 def run() -> None:

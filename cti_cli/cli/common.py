@@ -57,6 +57,14 @@ def say(message: str) -> None:
     console.print(printable(message), markup=False, soft_wrap=True, highlight=False)
 
 
+def format_duration(seconds: float) -> str:
+    """`42` → `0:42`, `3725` → `1:02:05`: talk times and call ages as a clock shows them
+    (negative, from clock skew: `0:00`)."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 def warn(message: str) -> None:
     err_console.print(printable(shorten(message)), markup=False, soft_wrap=True, style="yellow")
 

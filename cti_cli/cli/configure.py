@@ -7,13 +7,11 @@ from stdin with `--password-stdin`, from a hidden prompt, or from `CTI_SERVER__P
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_USAGE,
     console,
@@ -24,6 +22,7 @@ from cti_cli.cli.common import (
     state,
     warn,
 )
+from cti_cli.config_choices import AuthMethod, Trigger
 
 if TYPE_CHECKING:
     from cti_cli import config as cfg
@@ -31,17 +30,6 @@ if TYPE_CHECKING:
 CONNECTION_KEYS = ("host", "port", "login", "password", "tls", "cafile", "auth", "timeout")
 
 
-class Auth(StrEnum):
-    md5 = "md5"
-    plain = "plain"
-
-
-class Trigger(StrEnum):
-    ring = "ring"
-    answer = "answer"
-
-
-@app.command()
 def configure(
     ctx: typer.Context,
     host: Annotated[
@@ -65,7 +53,9 @@ def configure(
             "('' to unset: the system CAs).",
         ),
     ] = None,
-    auth: Annotated[Auth | None, typer.Option(help="md5 (secret never sent) or plain.")] = None,
+    auth: Annotated[
+        AuthMethod | None, typer.Option(help="md5 (secret never sent) or plain.")
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option(metavar="SECONDS", help="How long to wait for the server.")
     ] = None,
@@ -107,7 +97,7 @@ def configure(
 
     flags = {
         "host": host, "port": port, "login": login, "tls": tls, "cafile": cafile,
-        "auth": auth.value if auth else None, "timeout": timeout,
+        "auth": auth, "timeout": timeout,
     }  # fmt: skip
     given = any(v is not None for v in flags.values()) or any(
         v is not None for v in (rule, trigger, dbaccess, recordings_dir)
@@ -132,7 +122,7 @@ def configure(
     elif rule is not None:
         rule_block["script"] = str(rule.expanduser().absolute())
     if trigger is not None:
-        rule_block["trigger"] = trigger.value
+        rule_block["trigger"] = trigger
     if dbaccess is not None:
         cdr_block["dbaccess"] = str(dbaccess.expanduser().absolute())
     if recordings_dir is not None:
@@ -156,7 +146,7 @@ def configure(
         fail(problems[-1], EXIT_USAGE)
 
     if updated.enabled and _connection(updated) != _connection(config):
-        _recheck(updated, disable)
+        _recheck(updated, disable, state(ctx).config_path.name)
     save_config(ctx, updated)
     say(f"saved {state(ctx).config_path}")
 
@@ -169,12 +159,17 @@ def _connection(config: cfg.Config) -> tuple[Any, ...]:
     )
 
 
-def _recheck(updated: cfg.Config, disable: bool) -> None:
+def _recheck(updated: cfg.Config, disable: bool, filename: str) -> None:
     """The integration is on: the new connection must pass the enable check before it is saved."""
     from cti_cli import config as cfg
     from cti_cli.cli.switch import record_check, run_check
 
-    server = cfg.with_environment(updated).server
+    try:
+        server = cfg.with_environment(updated, filename).server
+    except cfg.ConfigError as exc:  # a CTI_* variable is wrong: nothing is checked or saved
+        for line in exc.problems[:-1]:
+            warn(f"cti: {line}")
+        fail(exc.problems[-1], EXIT_USAGE)
     if disable:
         try:
             info = run_check(server, failure="the new connection fails the check: {reason}")
@@ -249,7 +244,7 @@ def _prompt_all(server: dict[str, Any], rule_block: dict[str, Any]) -> None:
             server["cafile"] = cafile
         else:
             server.pop("cafile", None)
-    server["auth"] = _choose("Authentication", server.get("auth", "md5"), ("md5", "plain"))
+    server["auth"] = _choose("Authentication", server.get("auth", "md5"), get_args(AuthMethod))
     server["timeout"] = typer.prompt(
         "Timeout, seconds", default=server.get("timeout", 5.0), type=float
     )
@@ -268,7 +263,7 @@ def _prompt_all(server: dict[str, Any], rule_block: dict[str, Any]) -> None:
     else:
         rule_block["script"] = str(Path(script).expanduser().absolute())
     rule_block["trigger"] = _choose(
-        "Open the card on", rule_block.get("trigger", "answer"), ("ring", "answer")
+        "Open the card on", rule_block.get("trigger", "answer"), get_args(Trigger)
     )
 
 

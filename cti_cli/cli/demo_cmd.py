@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_USAGE, err_console, fail
 
 demo_app = typer.Typer(
@@ -19,7 +18,6 @@ demo_app = typer.Typer(
     no_args_is_help=False,
     rich_markup_mode=None,
 )
-app.add_typer(demo_app)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 _UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -9,13 +9,11 @@ from typing import Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_FAILURE, console, state
 
 _STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 
-@app.command()
 def doctor(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

@@ -9,14 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, fail, load_config
 
 events_app = typer.Typer(
     help="The event bus ([[publish]]): read call events and screen pops back.",
     no_args_is_help=True,
 )
-app.add_typer(events_app, name="events")
 
 
 def _summary(event: str | None, body: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from cti_cli.ami.reconnect import ConnectionState
 from cti_cli.calls import Answered, CallEvent, CallTracker, CallView, Ended
+from cti_cli.cli.common import format_duration
 from cti_cli.textsafe import printable
 
 FADE_SECONDS = 5.0
@@ -29,12 +30,6 @@ class _Finished:
     ended_at: float
     started_at: float
     answered_at: float | None
-
-
-def clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def who(number: str, name: str) -> str:
@@ -126,7 +121,7 @@ class CallBoard:
             state, operators = "ringing", ", ".join(view.ringing)
         return (
             who(view.caller, view.caller_name), view.dialed, view.queue or "", state, operators,
-            clock(age), view.uniqueid,
+            format_duration(age), view.uniqueid,
         )  # fmt: skip
 
     @staticmethod
@@ -136,7 +131,7 @@ class CallBoard:
         state = "ended: lost (while disconnected)" if e.reason == LOST else f"ended: {e.reason}"
         return (
             who(e.caller, e.caller_name), e.dialed, e.queue or "", state, operators,
-            clock(done.ended_at - done.started_at), e.uniqueid,
+            format_duration(done.ended_at - done.started_at), e.uniqueid,
         )  # fmt: skip
 
     @staticmethod
@@ -145,13 +140,13 @@ class CallBoard:
         operators = ", ".join(e.answered_by) or ", ".join(e.rang)
         if e.reason == LOST:  # its end was not seen: it lasted at most until we were back
             outcome = "answered, then lost" if e.answered else "lost"
-            talk = f"≤{clock(e.duration)}" if e.duration is not None else ""
+            talk = f"≤{format_duration(e.duration)}" if e.duration is not None else ""
             return e.dialed, outcome, operators, talk, e.uniqueid
         outcome = "answered" if e.answered else f"missed ({e.reason})"
         if e.duration is not None:
-            talk = clock(e.duration)
+            talk = format_duration(e.duration)
         elif done.answered_at is not None:  # no Timestamp headers: our own clock
-            talk = clock(done.ended_at - done.answered_at)
+            talk = format_duration(done.ended_at - done.answered_at)
         else:
             talk = ""
         return e.dialed, outcome, operators, talk, e.uniqueid

@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console, fail, load_config
 
 operator_app = typer.Typer(
     help="Operators' personal pages, where the agent shows their screen pops.",
     no_args_is_help=True,
 )
-app.add_typer(operator_app, name="operator")
 
 
 @operator_app.command("link")

@@ -13,14 +13,12 @@ from typing import Annotated, Any
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_USAGE, console, fail, load_config, say
 
 outbox_app = typer.Typer(
     help="Deliveries waiting in the agent's outbox: list, show, retry, purge.",
     no_args_is_help=True,
 )
-app.add_typer(outbox_app, name="outbox")
 
 
 def _open(ctx: typer.Context) -> Any:

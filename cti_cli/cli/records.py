@@ -22,7 +22,7 @@ from cti_cli.calls.naming import ExtensionMatcher
 from cti_cli.cdr.copying import Copied, CopyError, copy_recording
 from cti_cli.cdr.database import CdrDbError, CdrTable, cdr_session
 from cti_cli.cdr.dbaccess import DbAccess, DbAccessError, read_dbaccess
-from cti_cli.cdr.journal import CallSummary, caller_name, format_talk, parse_since, summarise
+from cti_cli.cdr.journal import CallSummary, caller_name, parse_since, summarise
 from cti_cli.cdr.numbers import digits
 from cti_cli.cdr.queries import (
     JOURNAL_INDEXES,
@@ -38,7 +38,16 @@ from cti_cli.cdr.queries import (
     valid_uniqueid,
 )
 from cti_cli.cdr.recordings import Recording, RecordingFinder, RecordingsFolder, RecStatus
-from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, console, fail, load_config, plain, warn
+from cti_cli.cli.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    console,
+    fail,
+    format_duration,
+    load_config,
+    plain,
+    warn,
+)
 from cti_cli.config import Config
 from cti_cli.textsafe import printable
 
@@ -310,7 +319,7 @@ def _print_calls(summaries: list[CallSummary]) -> None:
             call.dialled,
             Text("answered", style="green") if call.answered else Text("missed", style="red"),
             ", ".join(call.answered_by),
-            format_talk(call.talk_seconds) if call.answered else "",
+            format_duration(call.talk_seconds) if call.answered else "",
             Text(call.recording, style=rec_style.get(call.recording, "dim")),
             call.uniqueid,
         ])  # fmt: skip

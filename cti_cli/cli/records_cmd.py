@@ -8,10 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 
-
-@app.command()
 def recordings(
     ctx: typer.Context,
     uniqueid: Annotated[str, typer.Argument(metavar="UNIQUEID", help="e.g. 1795641007.0")],
@@ -29,7 +26,6 @@ def recordings(
     records.recordings(ctx, uniqueid, json_out, copy_to)
 
 
-@app.command()
 def calls(
     ctx: typer.Context,
     since: Annotated[

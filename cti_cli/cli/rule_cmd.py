@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -30,7 +29,6 @@ from cti_cli.cli.common import (
 rule_app = typer.Typer(
     help="The incoming-call rule: the catalog, shipped examples, dry runs.", no_args_is_help=True
 )
-app.add_typer(rule_app, name="rule")
 
 
 def _catalog(ctx: typer.Context) -> tuple[Any, Path]:

@@ -148,7 +148,9 @@ def _unset(value: object) -> str:
     return "(not set)" if value in (None, "") else str(value)
 
 
-def render(data: dict[str, Any]) -> list[RenderableType]:
+def render(data: dict[str, Any], *, highlight: bool = True) -> list[RenderableType]:
+    """The page as rich renderables; `highlight=False` (no colours: a pipe, NO_COLOR) gives
+    the same text without lexing the rule as Python, which takes about 25 ms."""
     s = data["server"]
     status = data["status"]
     on = data["enabled"]
@@ -181,9 +183,9 @@ def render(data: dict[str, Any]) -> list[RenderableType]:
     if rule["error"]:
         rule_parts.append(Text(rule["error"], style="red"))
     elif rule["source"] is not None:
-        rule_parts.append(
-            Syntax(rule["source"].rstrip("\n"), "python", line_numbers=True, word_wrap=True)
-        )
+        lexer = "python" if highlight else "text"
+        code = rule["source"].rstrip("\n")
+        rule_parts.append(Syntax(code, lexer, line_numbers=True, word_wrap=True))
     teams: RenderableType = (
         teams_table_from(data["teams"]) if data["teams"] else Text("(no teams)", style="dim")
     )
@@ -210,24 +212,22 @@ def render(data: dict[str, Any]) -> list[RenderableType]:
         ("dbaccess", _unset(cdr["dbaccess"])), ("recordings", cdr["recordings_dir"]),
         ("extension pattern", _unset(data["calls"]["extension_pattern"])),
     ])  # fmt: skip
+    none = Text("(none)", style="dim")
     return [
         head,
-        Panel(connection, title="Connection parameters", title_align="left"),
-        Panel(teams, title="Responsible teams", title_align="left"),
-        Panel(Group(*rule_parts), title="Call handling rule", title_align="left"),
-        Panel(
-            hooks if data["webhooks"] else Text("(none)", style="dim"),
-            title="Webhooks",
-            title_align="left",
-        ),
-        Panel(
-            buses if data.get("publish") else Text("(none)", style="dim"),
-            title="Event bus",
-            title_align="left",
-        ),
-        Panel(service, title="Agent and directory", title_align="left"),
-        Panel(records, title="Call records", title_align="left"),
+        _panel("Connection parameters", connection),
+        _panel("Responsible teams", teams),
+        _panel("Call handling rule", Group(*rule_parts)),
+        _panel("Webhooks", hooks if data["webhooks"] else none),
+        _panel("Event bus", buses if data.get("publish") else none),
+        _panel("Agent and directory", service),
+        _panel("Call records", records),
     ]
+
+
+def _panel(title: str, body: RenderableType) -> Panel:
+    # a Text title: a str one is parsed as markup with emoji codes (rich loads its emoji table)
+    return Panel(body, title=Text(title), title_align="left")
 
 
 def teams_table_from(teams: list[dict[str, Any]]) -> Table:

@@ -11,11 +11,9 @@ from typing import Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import console, load_config, state
 
 
-@app.command()
 def show(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -28,5 +26,5 @@ def show(
     if json_out:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    for part in render(data):
+    for part in render(data, highlight=console.color_system is not None):
         console.print(part)

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import console, load_config
 
 
@@ -60,7 +59,6 @@ def gather(config: Any) -> dict[str, Any]:
     return data
 
 
-@app.command()
 def status(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

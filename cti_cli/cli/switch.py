@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_USAGE,
     fail,
@@ -35,18 +34,23 @@ def run_check(
 
     from cti_cli.ami import errors
     from cti_cli.ami.check import check_server
+    from cti_cli.ami.params import missing_setting, server_params
 
+    params = server_params(server)
+    if params is None:
+        missing = f"server.{missing_setting(server)} is not set"
+        fail(failure.format(reason=f"the connection parameters are incomplete ({missing})"))
     try:
         return asyncio.run(
             check_server(
-                server.host,
-                server.port,
-                server.login,
-                server.password.get_secret_value(),
-                tls=server.tls,
-                auth=server.auth,
-                timeout=timeout or server.timeout,
-                cafile=server.cafile,
+                params.host,
+                params.port,
+                params.username,
+                params.secret,
+                tls=params.tls,
+                auth=params.auth,
+                timeout=timeout or params.timeout,
+                cafile=params.cafile,
             )
         )
     except errors.AMIError as exc:
@@ -59,7 +63,6 @@ def record_check(config: Config, info: ServerInfo) -> None:
     config.status.checked_at = datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@app.command()
 def enable(
     ctx: typer.Context,
     timeout: Annotated[
@@ -72,8 +75,10 @@ def enable(
     ] = None,
 ) -> None:
     """Check the AMI server, then switch the integration on."""
+    from cti_cli.config import enable_problems
+
     effective = load_config(ctx)
-    if missing := effective.incomplete():
+    if missing := enable_problems(effective):
         fail(f"cannot enable: {missing[0]}", EXIT_USAGE)
     several = bool(effective.servers)
     checked: list[tuple[str, ServerConfig, ServerInfo]] = []
@@ -109,7 +114,6 @@ def enable(
     say(f"rule: {which} runs on {rule.trigger}")
 
 
-@app.command()
 def disable(ctx: typer.Context) -> None:
     """Switch the integration off (the config is kept)."""
     config = load_config_for_edit(ctx)

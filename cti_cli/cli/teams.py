@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_USAGE,
     console,
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 teams_app = typer.Typer(
     help="Responsible operator teams and their members' extensions.", no_args_is_help=True
 )
-app.add_typer(teams_app, name="teams")
 
 
 def _team_or_fail(config: Config, name: str) -> Team:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import EXIT_USAGE, console, err_console, fail, load_config
 from cti_cli.textsafe import printable
 
@@ -71,27 +70,16 @@ def sources(config: Config) -> list[tuple[str | None, ConnectParams]]:
 
 
 def _params(server: ServerConfig, where: str) -> ConnectParams:
-    from cti_cli.ami.reconnect import ConnectParams
+    from cti_cli.ami.params import missing_setting, server_params
 
-    missing = [k for k in ("host", "login") if not getattr(server, k)]
-    if not server.password.get_secret_value():
-        missing.append("password")
-    if missing:
+    params = server_params(server)
+    if params is None:
         fail(
-            f"the connection parameters are incomplete ({where}.{missing[0]} is not set); "
-            "run cti configure",
+            f"the connection parameters are incomplete ({where}.{missing_setting(server)} is "
+            "not set); run cti configure",
             EXIT_USAGE,
         )
-    return ConnectParams(
-        host=server.host,
-        port=server.port,
-        username=server.login,
-        secret=server.password.get_secret_value(),
-        tls=server.tls,
-        cafile=server.cafile,
-        auth=server.auth,
-        timeout=server.timeout,
-    )
+    return params
 
 
 def event_json(event: Message) -> str:
@@ -113,7 +101,6 @@ def event_text(event: Message) -> str:
     return "\n".join(printable(f"{name}: {value}") for name, value in event.headers) + "\n"
 
 
-@app.command()
 def watch(
     ctx: typer.Context,
     events: Annotated[
@@ -288,7 +275,8 @@ def call_line(
     several,) event, uniqueid (what `cti recordings` takes), caller → dialled, then what
     changed."""
     from cti_cli.calls import Answered, Ended, Ringing, Transferred
-    from cti_cli.cli.live_calls import clock, who
+    from cti_cli.cli.common import format_duration
+    from cti_cli.cli.live_calls import who
 
     stamp = float(event.time) if event.time else now()
     parts = [
@@ -311,7 +299,7 @@ def call_line(
         elif event.rang:
             parts.append(f"rang {', '.join(event.rang)}")
         if event.duration is not None:
-            parts.append(clock(event.duration))
+            parts.append(format_duration(event.duration))
     return printable("  ".join(parts))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 import time
@@ -10,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cti_cli.cli.app import app
 from cti_cli.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -21,23 +19,16 @@ from cti_cli.cli.common import (
     save_config,
     say,
 )
+from cti_cli.config_choices import WEBHOOK_EVENTS, WebhookFormat
 
 if TYPE_CHECKING:
     from cti_cli.config import Config
 
-# config.WEBHOOK_EVENTS, written out so that `cti --help` need not import the config model
-# (tests/test_cli_conventions.py checks the two agree)
-EVENTS_HELP = "screen_pop, call.ringing, call.answered, call.transferred, call.ended"
+EVENTS_HELP = ", ".join(WEBHOOK_EVENTS)
 
 webhooks_app = typer.Typer(
     help="Webhooks: where screen pops and call events are delivered.", no_args_is_help=True
 )
-app.add_typer(webhooks_app, name="webhooks")
-
-
-class Format(enum.StrEnum):
-    json = "json"
-    zammad = "zammad"
 
 
 def _find(config: Config, which: str) -> int:
@@ -90,7 +81,7 @@ def add_hook(
         str | None,
         typer.Option(metavar="PATH", help="Read the secret from this file at start (systemd)."),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="json or zammad.")] = Format.json,
+    fmt: Annotated[WebhookFormat, typer.Option("--format", help="json or zammad.")] = "json",
     events: Annotated[
         str | None,
         typer.Option(metavar="LIST", help=f"Comma-separated, of: {EVENTS_HELP}."),
@@ -112,14 +103,14 @@ def add_hook(
 
     try:
         hook = Webhook(url=url, secret=SecretStr(secret), secret_file=secret_file,
-                       format=fmt.value, events=chosen)  # fmt: skip
+                       format=fmt, events=chosen)  # fmt: skip
     except ValidationError as exc:
         fail(next(describe_errors("webhook", exc)).removeprefix("webhook: "), EXIT_USAGE)
-    if fmt is Format.json and not secret and not secret_file:
+    if fmt == "json" and not secret and not secret_file:
         say("warning: no secret: receivers cannot verify X-CTI-Signature (use --secret-stdin)")
     config.webhooks.append(hook)
     save_config(ctx, config)
-    say(f"webhook {len(config.webhooks)} added ({fmt.value}); a running agent uses it at once")
+    say(f"webhook {len(config.webhooks)} added ({fmt}); a running agent uses it at once")
 
 
 @webhooks_app.command("remove")

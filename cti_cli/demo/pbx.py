@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ from typing import ClassVar
 
 from cti_cli.ami.codec import AMIDecoder
 from cti_cli.ami.errors import ProtocolError
+from cti_cli.ami.login import md5_key
 from cti_cli.ami.message import Message
 from cti_cli.demo import templates
 from cti_cli.demo.templates import Emission, Headers, encode_event
@@ -327,7 +327,7 @@ class SimPbx:
             return True
         user = action.get("Username") or ""
         if (action.get("AuthType") or "").lower() == "md5":
-            expected = hashlib.md5((session.challenge + self.secret).encode()).hexdigest()
+            expected = md5_key(session.challenge, self.secret)
             good = bool(session.challenge) and (action.get("Key") or "").lower() == expected
         else:
             good = action.get("Secret") == self.secret

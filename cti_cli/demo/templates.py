@@ -199,7 +199,7 @@ def load(name: str) -> Template:
                 last = at - first
         events.append((last, headers))
         for key, value in headers:
-            if key.endswith(("Uniqueid", "Linkedid", "UniqueID")) and not key.startswith("Bridge"):
+            if key.lower().endswith(("uniqueid", "linkedid")) and not key.startswith("Bridge"):
                 if value:
                     uniqueids.add(value)
             elif key.endswith("Channel"):

@@ -56,8 +56,9 @@ def config_checks(path: Path) -> tuple[list[Check], cfg.Config | None]:
 
 
 def enabled_check(config: cfg.Config) -> Check:
-    # the rule has a line of its own: a broken rule must not turn this one red too
-    problems = [p for p in config.incomplete() if not p.startswith("call handling rule:")]
+    # not the rule file (cti enable checks it too): it has a line of its own, so a broken rule
+    # does not turn this one red as well
+    problems = config.incomplete()
     if config.enabled and problems:
         return fail("enabled", "integration", f"enabled, but {problems[0]}",
                     "Complete the config as that line says; the agent needs it.")

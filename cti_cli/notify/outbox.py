@@ -164,6 +164,44 @@ class Outbox:
             db.close()
             raise
         self._db = db
+        self._identity = _identity(self.path)
+
+    def file_changed(self) -> str | None:
+        """"removed" or "replaced" when the file at ``path`` is no longer the one open (SQLite
+        keeps writing to the open one, which a restart would not find); else None."""
+        try:
+            now = _identity(self.path)
+        except FileNotFoundError:
+            return "removed"
+        except OSError:  # e.g. the folder is now unreadable: not a change we can tell
+            return None
+        return None if now == self._identity else "replaced"
+
+    def rewrite(self) -> None:
+        """After ``file_changed() == "removed"``: write the open database to ``path`` again (its
+        folder too) and go on with that file; every row, pending or done, is kept."""
+        self.commit()
+        _prepare(self.path)
+        try:
+            new = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise OutboxUnwritable(f"{self.path}: cannot write the outbox: {exc}",
+                                   str(exc)) from None  # fmt: skip
+        try:
+            self.db.backup(new)
+            self._open(new)
+        except sqlite3.Error as exc:
+            new.close()
+            raise OutboxUnwritable(f"{self.path}: cannot write the outbox: {exc}",
+                                   str(exc)) from None  # fmt: skip
+        with self._checkpointing:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
+            old, self._db = self._db, new
+        if old is not None:
+            old.close()
+        self._identity = _identity(self.path)
 
     def _open(self, db: sqlite3.Connection) -> None:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -260,6 +298,11 @@ class Outbox:
                 self._db.execute("ROLLBACK")
             raise OutboxError(f"{self.path}: cannot save to the outbox: {exc}") from None
         self.commit_error = None
+
+    @property
+    def uncommitted(self) -> bool:
+        """A deferred transaction is open: ``commit`` has something to save."""
+        return self._open_tx and self._db is not None
 
     def touch(self) -> None:
         """A write that always reaches the disk (the header's schema version, unchanged): the
@@ -623,6 +666,11 @@ class Outbox:
                 "SELECT state, last_error, attempts FROM items WHERE id = ?", (item_id,)
             ).fetchone()
         return None if row is None else (str(row[0]), row[1], int(row[2]))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
 
 
 def _prepare(path: Path) -> None:
