@@ -2,8 +2,13 @@
 
 Runs `python -c pass` (the floor: interpreter and site, the editable install's finder included),
 `cti --help` and `cti show` (a small config: a server, a team, a webhook; the built-in rule)
-N times each, interleaved round by round so that a busy machine slows all three alike, and
+N times each, interleaved round by round so that a busy machine slows all of them alike, and
 prints the median and the spread side by side. Goal: `cti --help` and `cti show` ≤ 150 ms.
+
+Output goes to /dev/null, as into a pipe: no colours. `cti show (colours)` is the same command
+with FORCE_COLOR=1, what a terminal pays: rich then highlights the rule as Python. `typer, one
+bare command` is the floor of any `cti` command: a typer app whose command does nothing (typer
+0.29 imports pydantic to coerce option values, whatever the command).
 
     .venv/bin/python bench/startup.py            # N = 21
     .venv/bin/python bench/startup.py -n 51 --markdown
@@ -35,13 +40,34 @@ members = [{ login = "ivanov", name = "Иван Иванов", extensions = ["10
 url = "https://sd.example.org/cti/events"
 secret = "bench"
 """
+BARE_TYPER_APP = """\
+import typer
+
+app = typer.Typer(add_completion=False)
 
 
-def commands() -> dict[str, list[str]]:
+@app.callback()
+def main() -> None:
+    pass
+
+
+@app.command()
+def bare() -> None:
+    pass
+
+
+app()
+"""
+
+
+def commands(folder: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """name → (argv, variables added to the environment)."""
     return {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "cti --help": [str(BIN / "cti"), "--help"],
-        "cti show": [str(BIN / "cti"), "show"],
+        "python -c pass": ([sys.executable, "-c", "pass"], {}),
+        "typer, one bare command": ([sys.executable, str(folder / "bare.py"), "bare"], {}),
+        "cti --help": ([str(BIN / "cti"), "--help"], {}),
+        "cti show": ([str(BIN / "cti"), "show"], {}),
+        "cti show (colours)": ([str(BIN / "cti"), "show"], {"FORCE_COLOR": "1"}),
     }
 
 
@@ -59,16 +85,18 @@ def measure(rounds: int) -> dict[str, list[float]]:
         conf = Path(folder) / "cti.toml"
         conf.write_text(CONFIG, "utf-8")
         conf.chmod(0o600)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CTI_", "PYTHON"))}
+        (Path(folder) / "bare.py").write_text(BARE_TYPER_APP, "utf-8")
+        skip = ("CTI_", "PYTHON", "FORCE_COLOR", "NO_COLOR")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
         env["CTI_CONFIG"] = str(conf)
         env["COLUMNS"] = "100"
-        cmds = commands()
-        for argv in cmds.values():  # warm the page cache and the .pyc files
-            run_once(argv, env)
+        cmds = commands(Path(folder))
+        for argv, extra in cmds.values():  # warm the page cache and the .pyc files
+            run_once(argv, {**env, **extra})
         times: dict[str, list[float]] = {name: [] for name in cmds}
         for _ in range(rounds):
-            for name, argv in cmds.items():
-                times[name].append(run_once(argv, env))
+            for name, (argv, extra) in cmds.items():
+                times[name].append(run_once(argv, {**env, **extra}))
         return times
 
 

@@ -32,7 +32,7 @@ PREFIX = "CTI_"
 NESTING = "__"
 
 # (key path, name) of set variables: (("server", "port"), "CTI_SERVER__PORT")
-Variables = list[tuple[tuple[str, ...], str]]
+KeyedNames = list[tuple[tuple[str, ...], str]]
 
 
 def applies() -> bool:
@@ -58,7 +58,7 @@ def effective(data: dict[str, Any], filename: str) -> Config:
         raise ConfigError(list(describe_errors(filename, exc, variables_at))) from None
 
 
-def _names_at(given: Variables, loc: Loc) -> list[str]:
+def _names_at(given: KeyedNames, loc: Loc) -> list[str]:
     """The variables that gave the value at key path `loc`: set at it or above it (a JSON
     value) first, longest first, then those below it, which built it."""
     want = tuple(str(part).lower() for part in loc)
@@ -77,7 +77,7 @@ def _holds(layer: Any, path: tuple[str, ...]) -> bool:
     return True
 
 
-def _variables() -> Variables:
+def _variables() -> KeyedNames:
     """(key path, name) of each set `CTI_<key>…` variable that names a config key."""
     found = []
     for name in os.environ:
@@ -133,8 +133,9 @@ def _merge(
                 i = int(index)
                 where = (*path, key, i)
                 if i >= len(items):
+                    name = (variables_at(where) or [f"{PREFIX}{key.upper()}{NESTING}{i}"])[0]
                     problems.append(
-                        f"{variables_at(where)[0]}: {filename} has no {key_path(where)} to change "
+                        f"{name}: {filename} has no {key_path(where)} to change "
                         f"(environment); it lists {len(items)}, numbered from 0: add that entry "
                         "to the file first"
                     )

@@ -122,54 +122,66 @@ def test_queue_call_answered_by_one_of_two_members(lab: Any, tmp_path: Path) -> 
     assert replayed(capture, tmp_path, caller) == events
 
 
-def test_ring_group_second_phone_answers(lab: Any, tmp_path: Path) -> None:
-    caller = "+79160000002"
-    phones(lab, p102="noanswer", p103="answer")
-    capture = watch(lab, caller, place(lab, "300", caller, caller_name="Мария", talk=1.5))
+@dataclass(frozen=True)
+class Plain:
+    """A call placed and left alone: what the phones do and how the call must end."""
+
+    dialed: str
+    phones: dict[str, str]
+    name: str
+    answered_by: list[str]
+    rang: set[str]
+    reason: str
+    queue: str | None = None
+    talk: float = 1.5
+    cancel_after: float | None = None
+    min_rings: int = 0
+
+
+PLAIN = {
+    "ring group, the second phone answers": Plain(
+        "300", {"p102": "noanswer", "p103": "answer"}, "Мария", ["103"], {"102", "103"},
+        "completed",
+    ),
+    "missed call, no answer": Plain(
+        "101", {"p101": "noanswer"}, "", [], {"101"}, "no-answer", talk=1.0
+    ),
+    # with retry each member rings again in the second round
+    "caller abandons the queue after two rings": Plain(
+        "200", {"p101": "noanswer", "p102": "noanswer"}, "Пётр", [], {"101", "102"},
+        "abandoned", queue="support", cancel_after=9.0, min_rings=3,
+    ),
+    "busy phone never rings": Plain("101", {"p101": "busy"}, "", [], set(), "busy", talk=1.0),
+    "FreePBX ring group over Local channels": Plain(
+        "310", {"p102": "noanswer", "p103": "answer"}, "Мария", ["103"], {"102", "103"},
+        "completed",
+    ),
+    # Asterisk itself counts a queue timeout as abandoned (app_queue calls record_abandoned
+    # and sends QueueCallerAbandon on timeout too), and AMI gives nothing to tell them apart
+    "FreePBX queue, nobody answers": Plain(
+        "210", {"p101": "noanswer", "p102": "noanswer"}, "", [], {"101", "102"}, "abandoned",
+        queue="support-fpbx", talk=1.0,
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", PLAIN.values(), ids=PLAIN.keys())
+def test_plain_calls_end_as_they_happened(case: Plain, lab: Any, tmp_path: Path) -> None:
+    caller = f"+791600001{list(PLAIN.values()).index(case):02d}"  # one caller per case
+    phones(lab, **case.phones)
+    kw: dict[str, Any] = {"caller_name": case.name}
+    kw.update({"cancel_after": case.cancel_after} if case.cancel_after else {"talk": case.talk})
+    capture = watch(lab, caller, place(lab, case.dialed, caller, **kw))
     events = capture.of(caller)
     end = ended(events)
-    assert end["answered_by"] == ["103"]
-    assert set(end["rang"]) == {"102", "103"}
-    assert end["queue"] is None
-    assert replayed(capture, tmp_path, caller) == events
-
-
-def test_missed_call_no_answer(lab: Any, tmp_path: Path) -> None:
-    caller = "+79160000003"
-    phones(lab, p101="noanswer")
-    capture = watch(lab, caller, place(lab, "101", caller, caller_name="", talk=1.0))
-    events = capture.of(caller)
-    end = ended(events)
-    assert end["answered"] is False
-    assert end["answered_by"] == []
-    assert end["rang"] == ["101"]
-    assert end["reason"] == "no-answer"
-    assert end["caller_name"] == ""
-    assert replayed(capture, tmp_path, caller) == events
-
-
-def test_caller_abandons_queue_after_two_rings(lab: Any, tmp_path: Path) -> None:
-    caller = "+79160000004"
-    phones(lab, p101="noanswer", p102="noanswer")
-    capture = watch(lab, caller, place(lab, "200", caller, caller_name="Пётр", cancel_after=9.0))
-    events = capture.of(caller)
-    rings = [e for e in events if e["event"] == "ringing"]
-    assert len(rings) >= 3, "with retry each member rings again in the second round"
-    end = ended(events)
-    assert end["answered"] is False
-    assert end["reason"] == "abandoned"
-    assert set(end["rang"]) == {"101", "102"}
-    assert replayed(capture, tmp_path, caller) == events
-
-
-def test_busy_phone_never_rings(lab: Any, tmp_path: Path) -> None:
-    caller = "+79160000005"
-    phones(lab, p101="busy")
-    capture = watch(lab, caller, place(lab, "101", caller, caller_name="", talk=1.0))
-    events = capture.of(caller)
-    end = ended(events)
-    assert end["rang"] == []
-    assert end["reason"] == "busy"
+    assert end["answered"] is bool(case.answered_by)
+    assert end["answered_by"] == case.answered_by
+    assert set(end["rang"]) == case.rang
+    assert end["reason"] == case.reason
+    assert end["queue"] == case.queue
+    assert end["caller_name"] == case.name
+    assert len([e for e in events if e["event"] == "ringing"]) >= case.min_rings
+    assert len({e["uniqueid"] for e in events}) == 1
     assert replayed(capture, tmp_path, caller) == events
 
 
@@ -221,32 +233,6 @@ def test_freepbx_queue_with_local_channel_members(lab: Any, tmp_path: Path) -> N
     for e in events:
         assert "Local" not in str(e.get("extension"))
     assert len({e["uniqueid"] for e in events}) == 1
-    assert replayed(capture, tmp_path, caller) == events
-
-
-def test_freepbx_ring_group_over_local_channels(lab: Any, tmp_path: Path) -> None:
-    caller = "+79160000008"
-    phones(lab, p102="noanswer", p103="answer")
-    capture = watch(lab, caller, place(lab, "310", caller, caller_name="Мария", talk=1.5))
-    events = capture.of(caller)
-    end = ended(events)
-    assert end["answered_by"] == ["103"]
-    assert set(end["rang"]) == {"102", "103"}
-    assert end["reason"] == "completed"
-    assert replayed(capture, tmp_path, caller) == events
-
-
-def test_freepbx_queue_nobody_answers(lab: Any, tmp_path: Path) -> None:
-    caller = "+79160000009"
-    phones(lab, p101="noanswer", p102="noanswer")
-    capture = watch(lab, caller, place(lab, "210", caller, caller_name="", talk=1.0))
-    events = capture.of(caller)
-    end = ended(events)
-    assert end["answered"] is False
-    assert set(end["rang"]) == {"101", "102"}
-    # Asterisk itself counts a queue timeout as abandoned (app_queue calls record_abandoned
-    # and sends QueueCallerAbandon on timeout too), and AMI gives nothing to tell them apart
-    assert end["reason"] == "abandoned"
     assert replayed(capture, tmp_path, caller) == events
 
 

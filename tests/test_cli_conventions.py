@@ -206,8 +206,9 @@ def test_watch_into_a_pipe_prints_one_plain_line_per_call_change(tmp_path: Path)
 
 # ------------------------------------------------------------------ start-up (bench/startup.py)
 HEAVY = ("pydantic", "pydantic_settings", "cti_cli.config", "cti_cli.config_model",
-         "cti_cli.config_file", "cti_cli.config_env", "cti_cli.config_errors", "asyncio", "httpx",
-         "pymysql", "cti_cli.calls.tracker", "cti_cli.notify", "rich.syntax", "rich.table")  # fmt: skip
+         "cti_cli.config_file", "cti_cli.config_env", "cti_cli.config_errors", "asyncio",
+         "httpx", "pymysql", "cti_cli.calls.tracker", "cti_cli.notify", "rich.syntax",
+         "rich.table")  # fmt: skip
 
 
 def test_the_command_tree_imports_nothing_heavy() -> None:

@@ -54,12 +54,14 @@ def watch_config(tmp_path: Path, lab: Any, user: str, secret: str, **server: Any
     return path
 
 
-def ami_events(agent: AgentProcess) -> int:
+def counters(agent: AgentProcess, family: str, label: str) -> dict[str, int]:
+    """`cti_<family>_total` from the agent's /metrics, by `label`."""
     text = httpx.get(f"http://{agent.listen}/metrics", timeout=5).text
-    for family in text_string_to_metric_families(text):
-        if family.name == "cti_ami_events":
-            return int(sum(s.value for s in family.samples if s.name == "cti_ami_events_total"))
-    return 0
+    for found in text_string_to_metric_families(text):
+        if found.name == family:
+            return {s.labels[label]: int(s.value) for s in found.samples
+                    if s.name == f"{family}_total"}  # fmt: skip
+    return {}
 
 
 def pop_counts(receiver: Receiver, callers: list[str]) -> dict[str, int]:
@@ -276,7 +278,8 @@ def test_slow_service_desk_gets_every_pop_once_in_order_and_the_calls_keep_flowi
         finish(lab)
         for caller in callers:
             receiver.wait(lambda c=caller: receiver.of("call.ended", caller=c), 90, caller)
-        events = ami_events(agent)
+        events = sum(counters(agent, "cti_ami_events", "event").values())
+        outcomes = counters(agent, "cti_pops", "outcome")
         rss = peak_rss_mib(agent.proc.pid) if agent.proc else None
     finally:
         agent.terminate()
@@ -294,6 +297,8 @@ def test_slow_service_desk_gets_every_pop_once_in_order_and_the_calls_keep_flowi
         bodies.setdefault(hit.headers["x-cti-delivery"], set()).add(hit.body)
     assert all(len(b) == 1 for b in bodies.values()), "a key sent again is the same message"
     timed_out = log.count("timed out after")
+    assert timed_out >= 1, "the first requests met the timeout"
+    assert outcomes.get("delivered") == len(callers) and not outcomes.get("dead"), outcomes
     keys = [h.headers["x-cti-delivery"] for h in receiver.accepted]
     record(
         calls=len(callers), webhook_timeouts=timed_out, ami_events=events,

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -872,3 +873,209 @@ async def test_https_is_verified_against_the_trust_store(
     await trusted.close()
     assert trusted.outcome("k2") == "delivered"
     assert receiver.requests[0].signature_ok is True
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@aio
+async def test_a_stray_answer_on_an_idle_connection_is_not_taken_for_the_next(
+    box: Outbox, clock: Clock
+) -> None:
+    # the first connection answers k1, then sends an answer nobody asked for while idle
+    stray_sent = asyncio.Event()
+
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        await server.read_request(number, reader)
+        writer.write(OK)
+        await writer.drain()
+        if number == 1:
+            await asyncio.sleep(0.02)
+            writer.write(b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            stray_sent.set()
+            await reader.read()  # a request sent here would read the stray 410
+        else:
+            while True:
+                await server.read_request(number, reader)
+                writer.write(OK)
+                await writer.drain()
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url, concurrency=1)
+    h.start()
+    h.put("k1", "g")
+    await h.done("k1")
+    await stray_sent.wait()
+    await asyncio.sleep(0.02)
+    h.put("k2", "g")
+    await h.done("k2")
+    await h.close()
+    await server.close()
+    assert h.outcomes() == [("k1", "delivered"), ("k2", "delivered")]
+    assert [n for n, _ in server.requests] == [1, 2]
+
+
+@aio
+async def test_the_late_answer_of_a_timed_out_request_is_never_read(
+    box: Outbox, clock: Clock
+) -> None:
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        while True:
+            await server.read_request(number, reader)
+            if number == 1:
+                await asyncio.sleep(0.2)  # after the client's timeout
+                writer.write(OK)
+            else:
+                writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url, concurrency=1,
+                hook={"timeout": 0.1})  # fmt: skip
+    h.start()
+    h.put("k", "g")
+    await until(lambda: h.outcome("k") == "retry")
+    await asyncio.sleep(0.15)  # the late answer has arrived at the cut connection
+    clock.now = T + 1
+    h.deliverer.wake()
+    await h.done("k")
+    await h.close()
+    await server.close()
+    assert [(r.outcome, r.status) for r in h.results] == [("retry", None), ("delivered", 202)]
+    assert server.connections == 2
+
+
+@aio
+async def test_a_server_that_never_reads_leaves_no_socket_open(box: Outbox, clock: Clock) -> None:
+    # accepted by the kernel, never read: a request bigger than the socket buffers never drains
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        h = Harness(Receiver.__new__(Receiver), box, clock, url=url, hook={"timeout": 0.2})
+        h.put("k", "g", b"x" * 8_000_000)
+        [item] = box.due("desk", now=T)
+        before = open_fds()
+        result = await h.deliverer.deliver(item)
+        await asyncio.sleep(0.01)
+        assert open_fds() == before, "the cut connection's socket is closed"
+        await h.deliverer.aclose()
+    assert (result.outcome, result.error) == ("retry", "timed out after 0.2 s")
+
+
+@aio
+async def test_an_answer_before_the_whole_request_was_sent_is_read(
+    box: Outbox, clock: Clock
+) -> None:
+    # the server answers after the head and closes with the body unread (a reset)
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nConnection: close\r\nContent-Length: 7\r\n\r\n"
+                     b"too big")  # fmt: skip
+        await writer.drain()
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url)
+    h.start()
+    h.put("k", "g", b"x" * 8_000_000)
+    await h.done("k")
+    await h.close()
+    await server.close()
+    assert [(r.outcome, r.error) for r in h.results] == [("dead", "HTTP 413: too big")]
+
+
+@aio
+async def test_a_url_with_non_ascii_path_and_query_is_sent_percent_encoded(
+    receiver: Receiver, box: Outbox, clock: Clock
+) -> None:
+    h = Harness(receiver, box, clock, url=receiver.url + "/хук?name=Иван&x=%2F")
+    h.start()
+    h.put("k", "g")
+    await h.done("k")
+    await h.close()
+    assert h.outcomes() == [("k", "delivered")]
+    assert receiver.requests[0].path == (
+        "/hook/%D1%85%D1%83%D0%BA?name=%D0%98%D0%B2%D0%B0%D0%BD&x=%2F"
+    )
+
+
+@aio
+async def test_a_hostile_redirect_location_is_reported_printable_not_a_crash(
+    receiver: Receiver, box: Outbox, clock: Clock
+) -> None:
+    def script(request: Request) -> Reply:
+        where = "http://[oops/x" if request.key == "k1" else "/moved\x9b31m\x85on"
+        return Reply(302, b"", {"Location": where})
+
+    receiver.script = script
+    h = Harness(receiver, box, clock, concurrency=1)
+    h.start()
+    h.put("k1", "g")
+    h.put("k2", "g")
+    await h.done("k1", "k2")
+    await h.close()
+    assert h.outcomes() == [("k1", "dead"), ("k2", "dead")]
+    errors = [r.error or "" for r in h.results]
+    assert errors[0].endswith("final address (<invalid URL>)")
+    assert errors[1].endswith(f"final address ({receiver.url.rsplit('/', 1)[0]}/moved31m on)")
+
+
+@aio
+async def test_an_unencoded_password_never_shows_in_errors_or_logs(
+    box: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "/" in a password not written as %2F: the URL's port reads "pa55"
+    h = Harness(Receiver.__new__(Receiver), box, clock, url="http://desk:pa55/w0rd@127.0.0.1/h")
+    h.start()
+    with caplog.at_level(logging.DEBUG, logger="cti.notify"):
+        h.put("k", "g")
+        await h.done("k")
+    await h.close()
+    [result] = h.results
+    assert result.outcome == "dead" and (result.error or "").startswith("cannot send")
+    assert "pa55" not in (result.error or "") and "pa55" not in caplog.text
+
+
+@aio
+async def test_many_deliveries_reuse_at_most_n_connections_and_leak_no_sockets(
+    box: Outbox, clock: Clock
+) -> None:
+    # every connection is closed by the server after its second answer, without saying so
+    open_now = most_open = 0
+
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        nonlocal open_now, most_open
+        open_now += 1
+        most_open = max(most_open, open_now)
+        try:
+            for _ in range(2):
+                await server.read_request(number, reader)
+                writer.write(OK)
+                await writer.drain()
+        finally:
+            open_now -= 1
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url, concurrency=4)
+    before = open_fds()
+    for n in range(200):
+        h.put(f"k{n}", f"g{n}")
+    h.start()
+    await h.done(*(f"k{n}" for n in range(200)), timeout=10)
+    await h.close()
+    await server.close()
+    await asyncio.sleep(0.01)
+    assert {outcome for _, outcome in h.outcomes()} == {"delivered"}
+    assert len(server.requests) == 200, "no request sent twice"
+    assert most_open <= 4 and server.connections <= 110
+    assert open_fds() <= before

@@ -1,6 +1,23 @@
-"""Mutable per-channel and per-call state kept by the tracker (plain slotted classes: hot path)."""
+"""Mutable per-channel and per-call state kept by the tracker (plain slotted classes: hot path).
+
+A call counts its operators' channels per extension (`ring`, `answer`, `unring`, `untalk`): two
+channels for one extension (a FreePBX Local member and its device) are one operator, and an
+extension that rings again in a later round (queue retry) is news again.
+"""
 
 from __future__ import annotations
+
+RINGING = "5"  # ChannelState codes as Asterisk sends them
+UP = "6"
+
+
+def _release(counts: dict[str, int], ext: str) -> None:
+    """One channel fewer for `ext` (an extension may ring or talk on several channels)."""
+    left = counts.get(ext, 0) - 1
+    if left > 0:
+        counts[ext] = left
+    else:
+        counts.pop(ext, None)
 
 
 class Chan:
@@ -66,3 +83,49 @@ class Call:
         self.emitted = False
         self.aliases: list[str] = []  # other keys (Linkedids) that now point at this call
         self.touched = 0  # the tracker's event count when an event last concerned this call
+
+    # -- operators, counted per extension (each `chan` below belongs to this call) -----------
+    def ring(self, chan: Chan, *, retell: bool) -> str | None:
+        """Count `chan` as ringing for its extension; return the extension when that is news:
+        its first ringing channel now, in this call for the first time, or again in a later
+        round when `retell` (a catch-up after an outage cannot tell rounds apart)."""
+        ext = chan.ext
+        if ext is None or chan.ring_ext is not None or chan.talk_ext is not None:
+            return None
+        chan.ring_ext = ext
+        count = self.ringing.get(ext, 0)
+        self.ringing[ext] = count + 1
+        if count:
+            return None
+        if ext not in self.rang:
+            self.rang.append(ext)
+        elif not retell:
+            return None
+        return ext
+
+    def answer(self, chan: Chan, *, retell: bool) -> str | None:
+        """Count `chan` as talking for its extension (no longer ringing): the call is answered.
+        Return the extension when that is news: its first talking channel now, unless it was
+        told before and not `retell`."""
+        ext = chan.ext
+        if ext is None or chan.talk_ext is not None:
+            return None
+        self.unring(chan)
+        chan.talk_ext = ext
+        count = self.talking.get(ext, 0)
+        self.talking[ext] = count + 1
+        self.answered = True
+        if count or (not retell and ext in self.answered_by):
+            return None
+        self.answered_by.append(ext)
+        return ext
+
+    def unring(self, chan: Chan) -> None:
+        ext, chan.ring_ext = chan.ring_ext, None
+        if ext is not None:
+            _release(self.ringing, ext)
+
+    def untalk(self, chan: Chan) -> None:
+        ext, chan.talk_ext = chan.talk_ext, None
+        if ext is not None:
+            _release(self.talking, ext)

@@ -6,12 +6,14 @@ events it caused. No sockets, no clock reads, no logging: time only comes from t
 for in one spelling (`Uniqueid`, `DestUniqueid`, `Linkedid`): the events' own lookups ignore
 case (`Message`, `HeaderDict`), so `UniqueID` or `LinkedID` from older modules are found too.
 
+This module is the Asterisk 12+ state machine; the dialects without a Linkedid (1.4 - 11) add
+their events from `legacy`, transfers and call pickup theirs from `transfers`, and the per-
+extension counting of ringing and talking operators lives with the call (`state.Call`).
+
 How calls are grouped
     Asterisk 12+ puts every channel of a call under one `Linkedid`; that is the call id, and the
-    channel whose Uniqueid equals it is the caller. Older dialects (AMI 1.1-1.3, 1.4) have no
-    Linkedid: every channel starts as its own call, keyed by its Uniqueid, and calls are merged
-    along `Dial` (UniqueID -> DestUniqueID), Local `;1`/`;2` pairs, `LocalBridge`, `Bridge`/`Link`,
-    `AgentCalled` and `Masquerade`; on a merge the older call absorbs the newer one.
+    channel whose Uniqueid equals it is the caller. Older dialects have no Linkedid: every
+    channel starts as its own call and calls are merged as they turn out to be one (`legacy`).
 
 Who is an operator
     A channel whose name matches the extension pattern (default: `PJSIP|SIP|IAX2/<digits>-<hex>`)
@@ -43,15 +45,6 @@ Bounded state
     `Timestamp`s, so a replay behaves as live — is dropped and counted in `expired`. Either way
     a dropped call ends with reason `lost`, like a call that ended while disconnected.
 
-Call pickup
-    `*8` / directed pickup (Asterisk 12+): the picker dials in as the caller of a call of its own,
-    answers, and is then moved into the ringing call. The AMI `Pickup` event (Channel = picker,
-    Target* = the phone that rang) says so; where it is not seen (older 12/13 streams filtered to
-    Dial*/Bridge*), the signature is a `Dial*` of the ringing call whose destination is a channel
-    already Up and alone as the caller of another call. Either way the picker's own leg is folded
-    into the ringing call without an `ended` of its own, and the picker gets `answered` there
-    (after a synthesized `ringing`, so `rang` lists both the phone that rang and the picker).
-
 Attaching mid-call
     Events for never-seen channels create what they can; a `Hangup` of an unknown channel is
     ignored; a call that ended is remembered (bounded) so late events of its Linkedid do not start
@@ -69,23 +62,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 from cti_cli.ami.message import HeaderDict
-from cti_cli.calls.events import (
-    Answered,
-    CallEvent,
-    CallView,
-    Ended,
-    Ringing,
-    Transferred,
-)
+from cti_cli.calls import legacy, transfers
+from cti_cli.calls.events import Answered, CallEvent, CallView, Ended, Ringing
 from cti_cli.calls.naming import ExtensionMatcher, local_pair_base
 from cti_cli.calls.outcome import duration, end_reason
-from cti_cli.calls.state import Call, Chan
+from cti_cli.calls.state import RINGING, UP, Call, Chan
 
 Event = Mapping[str, str]
 Out = list[CallEvent]
+# What the dispatch table holds: a function of the tracker, the event and the call events out.
+Handler = Callable[["CallTracker", Event, Out], object]
 
-RINGING = "5"
-UP = "6"
 _STATE_BY_DESC = {
     "Down": "0",
     "Rsrvd": "1",
@@ -121,15 +108,6 @@ def _remember(recent: dict[str, None], key: str) -> None:
         del recent[next(iter(recent))]
 
 
-def _release(counts: dict[str, int], ext: str) -> None:
-    """One channel fewer for `ext` (an extension may ring or talk on several channels)."""
-    left = counts.get(ext, 0) - 1
-    if left > 0:
-        counts[ext] = left
-    else:
-        counts.pop(ext, None)
-
-
 def _queue_of(entry: Event) -> str | None:
     """The queue a `CoreShowChannel` caller waits in (`Application: Queue`, data `name,opts`)."""
     if entry.get("Application") != "Queue":
@@ -157,6 +135,11 @@ def _start_from_durations(call: Call, now: str, listed: Mapping[str, Event]) -> 
     except ValueError:  # `time` was not a number: keep the snapshot time
         return
     call.start_ts = f"{start:.6f}"
+
+
+def _ignore(t: CallTracker, ev: Event, out: Out) -> None:
+    """Handled (it counts for housekeeping), but says nothing the tracker needs."""
+    return None
 
 
 class CallTracker:
@@ -188,45 +171,32 @@ class CallTracker:
         self._gone: dict[str, None] = {}  # recently hung-up channels (events may trail Hangup)
         self._seq = 0
         self._reconciling = False  # inside reconcile(): an extension is reported once per call
-        # Events that only introduce their channel go straight to `_observe` (its return
-        # value is unused): one Python call less on the commonest events.
-        on_channel = self._observe
-        ignore = self._ignore
-        self._handlers: dict[str, Callable[[Event, Out], object]] = {
-            # Asterisk 12+ (AMI >= 2.0)
-            "Newchannel": on_channel,
-            "Newstate": self._on_newstate,
-            "NewCallerid": self._on_callerid,
-            "NewConnectedLine": on_channel,
-            "DialBegin": self._on_dial_begin,
-            "DialState": self._on_dial_state,
-            "DialEnd": self._on_dial_end,
-            "BridgeEnter": on_channel,
-            "BridgeLeave": on_channel,
-            "Hangup": self._on_hangup,
-            "LocalBridge": self._on_local_bridge,
-            "QueueCallerJoin": self._on_queue_join,
-            "QueueCallerLeave": self._on_queue_join,
-            "QueueCallerAbandon": self._on_queue_abandon,
-            "AgentCalled": self._on_agent_called,
-            "AgentConnect": self._on_agent_connect,
+        # The Asterisk 12+ state machine. Events that only introduce their channel go straight
+        # to `_observe` (its return value is unused): one Python call less on the commonest.
+        observe = CallTracker._observe
+        ignore = _ignore
+        self._handlers: dict[str, Handler] = {
+            "Newchannel": observe,
+            "NewConnectedLine": observe,
+            "BridgeEnter": observe,
+            "BridgeLeave": observe,
+            "Newstate": CallTracker._on_newstate,
+            "NewCallerid": CallTracker._on_callerid,
+            "Rename": CallTracker._on_rename,
+            "DialBegin": CallTracker._on_dial_begin,
+            "DialState": CallTracker._on_dial_state,
+            "DialEnd": CallTracker._on_dial_end,
+            "Hangup": CallTracker._on_hangup,
+            "QueueCallerJoin": CallTracker._on_queue_join,
+            "QueueCallerLeave": CallTracker._on_queue_join,
+            "QueueCallerAbandon": CallTracker._on_queue_abandon,
+            "AgentCalled": CallTracker._on_agent_called,
+            "AgentConnect": CallTracker._on_agent_connect,
             "AgentComplete": ignore,  # member channels' own events say all we need
             "AgentRingNoAnswer": ignore,
-            "BlindTransfer": self._on_blind_transfer,
-            "AttendedTransfer": self._on_attended_transfer,
-            "Pickup": self._on_pickup,
-            # Asterisk 1.4 - 11 (AMI 1.0 - 1.3)
-            "Dial": self._on_dial_legacy,
-            "Bridge": self._on_bridge_legacy,
-            "Link": self._on_bridge_legacy,
-            "Unlink": ignore,
-            "Newcallerid": self._on_callerid,
-            "Join": self._on_queue_join,
-            "Leave": self._on_queue_join,
-            "Transfer": self._on_transfer_legacy,
-            "Masquerade": self._on_masquerade,
-            "Rename": self._on_rename,
         }
+        transfers.register(self._handlers)  # BlindTransfer, AttendedTransfer, Pickup, Transfer
+        legacy.register(self._handlers)  # Asterisk 1.4 - 11 (AMI 1.0 - 1.3)
 
     # ------------------------------------------------------------------ public API
 
@@ -236,7 +206,7 @@ class CallTracker:
         if handler is None:  # most real traffic (VarSet, Newexten, DeviceStateChange...)
             return []
         out: list[CallEvent] = []
-        handler(event, out)
+        handler(self, event, out)
         self._tick += 1
         if len(self._live) > self.max_active or self._tick >= self._next_sweep:
             self._housekeep(event, out)
@@ -312,7 +282,161 @@ class CallTracker:
             )
         return list(views.values())
 
+    # ------------------------------------------------------------------ events: Asterisk 12+
+
+    def _on_newstate(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        if chan is not None:
+            st = ev.get("ChannelState")
+            self._apply_state(chan, _state_of(ev) if st is None else st, ev, out)
+
+    def _on_callerid(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        if chan is not None and chan.uid == chan.call.caller_uid:
+            self._caller_from(chan.call, ev)
+
+    def _on_rename(self, ev: Event, out: Out) -> None:
+        old = ev.get("Channel") or ev.get("Oldname")
+        new = ev.get("Newname")
+        uid = ev.get("Uniqueid")
+        chan = self._chans.get(uid) if uid else self._by_name(old)
+        if chan is None or not new:
+            return
+        if self._names.get(chan.name) == chan.uid:
+            del self._names[chan.name]
+        chan.name = new
+        self._names[new] = chan.uid
+        chan.local = new.startswith("Local/")
+        if chan.talk_ext is None and chan.ring_ext is None:
+            chan.ext = self._ext.extension(new)
+
+    def _on_hangup(self, ev: Event, out: Out) -> None:
+        uid = ev.get("Uniqueid")
+        chan = self._chans.pop(uid, None) if uid is not None else None
+        if chan is None:
+            return
+        self._forget(chan)
+        call = chan.call
+        if chan.uid == call.caller_uid:
+            call.caller_cause = ev.get("Cause", "")
+        if not call.chans:
+            self._end(call, ev, out)
+
+    def _on_dial_begin(self, ev: Event, out: Out) -> None:
+        self._observe_dest(ev, out, self._observe(ev, out))
+
+    def _on_dial_state(self, ev: Event, out: Out) -> None:
+        dest = self._observe_dest(ev, out, self._observe(ev, out))
+        ringing = ev.get("DialStatus") == "RINGING"
+        if ringing and dest is not None and dest.state not in (UP, RINGING):
+            self._set_state(dest, RINGING, ev, out)
+
+    def _on_dial_end(self, ev: Event, out: Out) -> None:
+        src = self._observe(ev, out)
+        dest = self._observe_dest(ev, out, src)
+        self._dial_result(src, dest, ev.get("DialStatus", ""))
+
+    @staticmethod
+    def _dial_result(src: Chan | None, dest: Chan | None, status: str) -> None:
+        call = src.call if src is not None else dest.call if dest is not None else None
+        if call is None or not status:
+            return
+        call.dial_status = status
+        if (
+            status == "ANSWER"
+            and dest is not None
+            and dest.ext is None
+            and not dest.local
+            and dest.uid != call.caller_uid
+        ):
+            call.answered = True  # a trunk / mobile / non-operator party took the call
+
+    def _on_queue_join(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        queue = ev.get("Queue")
+        if chan is not None and queue and chan.call.queue is None:
+            chan.call.queue = queue
+
+    def _on_queue_abandon(self, ev: Event, out: Out) -> None:
+        chan = self._observe(ev, out)
+        if chan is not None:
+            chan.call.abandoned = True
+            if chan.call.queue is None:
+                chan.call.queue = ev.get("Queue")
+
+    def _on_agent_called(self, ev: Event, out: Out) -> None:
+        if "DestUniqueid" not in ev:
+            legacy.agent_called(self, ev, out)
+            return
+        caller = self._observe(ev, out)
+        self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
+
+    def _on_agent_connect(self, ev: Event, out: Out) -> None:
+        if "DestUniqueid" in ev:  # Channel is the caller, Dest* the member
+            caller = self._observe(ev, out)
+            member = self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
+        else:
+            member = legacy.agent_connect_member(self, ev, out)
+        if member is not None and member.state != UP:
+            self._set_state(member, UP, ev, out)
+
+    def _queue_member(
+        self, ev: Event, out: Out, caller: Chan | None, member: Chan | None
+    ) -> Chan | None:
+        """Shared by AgentCalled/AgentConnect: tie the member to the caller's call, name it."""
+        if caller is not None:
+            queue = ev.get("Queue")
+            if queue and caller.call.queue is None:
+                caller.call.queue = queue
+            if member is not None and member.call is not caller.call and not ev.get("Linkedid"):
+                self._merge(member.call, caller.call, ev, out)
+        if member is not None and member.ext is None and member.local:
+            interface = ev.get("Interface") or ev.get("Member") or ev.get("AgentCalled") or ""
+            member.ext = self._ext.extension(interface)
+        return member
+
     # ------------------------------------------------------------------ channels and calls
+
+    def _observe(self, ev: Event, out: Out) -> Chan | None:
+        """The event's own channel (Uniqueid/Channel), created on first sight.
+
+        Its ChannelState is read only when the channel is new (attaching mid-call): every
+        state change is announced by `Newstate` in all dialects, and skipping the lookup
+        elsewhere keeps the hot path to two header reads per event.
+        """
+        uid = ev.get("Uniqueid")
+        if uid is None:
+            return None
+        chan = self._chans.get(uid)
+        if chan is None:
+            chan = self._get(uid, ev.get("Channel", ""), ev.get("Linkedid"), None, ev)
+            if chan is not None:
+                chan.call.touched = self._tick
+                self._apply_state(chan, _state_of(ev), ev, out)
+        else:
+            chan.call.touched = self._tick
+        return chan
+
+    def _observe_dest(self, ev: Event, out: Out, src: Chan | None) -> Chan | None:
+        """The destination channel of a Dial*/Agent* event (`Dest...` headers)."""
+        uid = ev.get("DestUniqueid")
+        if uid is None:
+            return None
+        parent = src.call if src is not None else None
+        chan = self._chans.get(uid)
+        if chan is None:
+            name = ev.get("DestChannel") or ev.get("Destination") or ""
+            chan = self._get(uid, name, ev.get("DestLinkedid"), parent, ev, "Dest")
+            if chan is not None:
+                chan.call.touched = self._tick
+                self._apply_state(chan, _state_of(ev, "Dest"), ev, out)
+        if chan is None or parent is None or chan.call is parent:
+            return chan
+        if not ev.get("DestLinkedid"):
+            self._merge(chan.call, parent, ev, out)
+        elif chan.state == UP and chan.uid == chan.call.caller_uid and len(chan.call.chans) == 1:
+            transfers.pick_up(self, chan, parent, ev, out)  # seen without its Pickup event
+        return chan
 
     def _get(
         self,
@@ -375,6 +499,139 @@ class CallTracker:
         self._live[call] = None
         return call
 
+    def _by_name(self, name: str | None) -> Chan | None:
+        uid = self._names.get(name) if name else None
+        return self._chans.get(uid) if uid is not None else None
+
+    def _by_uid_or_name(self, uid: str | None, name: str | None) -> Chan | None:
+        chan = self._chans.get(uid) if uid else None
+        return chan if chan is not None else self._by_name(name)
+
+    @staticmethod
+    def _caller_from(call: Call, ev: Event, prefix: str = "") -> None:
+        num = ev.get(prefix + "CallerIDNum")
+        if num is None:
+            num = ev.get(prefix + "CallerID")
+        if num is not None:
+            call.caller = num
+        name = ev.get(prefix + "CallerIDName")
+        if name is not None:
+            call.caller_name = "" if name == "<unknown>" else name
+
+    def _apply_state(self, chan: Chan, st: str | None, ev: Event, out: Out) -> None:
+        if st is not None and st != chan.state:
+            self._set_state(chan, st, ev, out)
+
+    def _forget(self, chan: Chan) -> None:
+        """`chan`, just taken out of `_chans`, is gone: release what it held in its call."""
+        if self._names.get(chan.name) == chan.uid:
+            del self._names[chan.name]
+        _remember(self._gone, chan.uid)
+        call = chan.call
+        call.unring(chan)
+        call.untalk(chan)
+        call.chans.pop(chan.uid, None)
+
+    # ------------------------------------------------------------------ operator state machine
+
+    def _set_state(self, chan: Chan, st: str, ev: Event, out: Out) -> None:
+        chan.state = st
+        if chan.ext is None or chan.uid == chan.call.caller_uid:
+            return
+        if st == RINGING:
+            self._ring(chan, ev, out)
+        elif st == UP:
+            self._answer(chan, ev, out)
+        elif chan.ring_ext is not None:
+            chan.call.unring(chan)
+
+    def _ring(self, chan: Chan, ev: Event, out: Out) -> None:
+        call = chan.call
+        ext = call.ring(chan, retell=not self._reconciling)
+        if ext is not None:
+            out.append(Ringing(*self._common(call, ev), ext))
+
+    def _answer(self, chan: Chan, ev: Event, out: Out) -> None:
+        call = chan.call
+        if chan.talk_ext is None and chan.ext is not None and chan.ext not in call.rang:
+            self._ring(chan, ev, out)  # ringing was not observable: report it first
+        ext = call.answer(chan, retell=not self._reconciling)
+        if ext is not None:
+            out.append(Answered(*self._common(call, ev), ext))
+
+    @staticmethod
+    def _common(call: Call, ev: Event) -> tuple[str, str, str, str, str, str | None, str | None]:
+        call.emitted = True
+        return (
+            call.call_id,
+            call.caller_uid,
+            call.caller,
+            call.caller_name,
+            call.dialed,
+            call.queue,
+            ev.get("Timestamp"),
+        )
+
+    # ------------------------------------------------------------------ moving channels
+
+    def _move(self, chan: Chan, dst: Call, ev: Event, out: Out) -> None:
+        """Re-home a channel (transfer, merge) and replay its state in the new call."""
+        src = chan.call
+        if src is dst:
+            return
+        src.unring(chan)
+        src.untalk(chan)
+        src.chans.pop(chan.uid, None)
+        chan.call = dst
+        dst.chans[chan.uid] = chan
+        if chan.state:
+            self._set_state(chan, chan.state, ev, out)
+
+    def _merge(self, a: Call, b: Call, ev: Event, out: Out) -> Call:
+        """Fold the newer of two calls into the older; returns the survivor."""
+        if a is b:
+            return a
+        older, newer = (a, b) if a.seq < b.seq else (b, a)
+        self._absorb(older, newer, ev, out)
+        return older
+
+    def _absorb(self, keep: Call, gone: Call, ev: Event, out: Out) -> None:
+        """Move every channel and key of `gone` into `keep` (`gone` ends if it was shown)."""
+        if gone.emitted:
+            self._emit_end(gone, ev, out)
+        for chan in list(gone.chans.values()):
+            self._move(chan, keep, ev, out)
+        if keep.queue is None:
+            keep.queue = gone.queue
+        keep.abandoned = keep.abandoned or gone.abandoned
+        keep.touched = max(keep.touched, gone.touched)
+        self._live.pop(gone, None)
+        for key in (gone.call_id, *gone.aliases):
+            self._calls[key] = keep
+            keep.aliases.append(key)
+
+    # ------------------------------------------------------------------ ending
+
+    def _emit_end(self, call: Call, ev: Event, out: Out, lost: bool = False) -> None:
+        out.append(
+            Ended(
+                *self._common(call, ev),
+                call.answered,
+                tuple(call.answered_by),
+                tuple(call.rang),
+                end_reason(call, lost=lost),
+                duration(call.start_ts, ev.get("Timestamp")),
+            )
+        )
+
+    def _end(self, call: Call, ev: Event, out: Out, lost: bool = False) -> None:
+        self._emit_end(call, ev, out, lost)
+        self._live.pop(call, None)
+        for key in (call.call_id, *call.aliases):
+            if self._calls.get(key) is call:
+                del self._calls[key]
+            _remember(self._ended, key)
+
     # ------------------------------------------------------------------ bounded state
 
     def _housekeep(self, ev: Event, out: Out) -> None:
@@ -415,494 +672,6 @@ class CallTracker:
                 del self._chans[chan.uid]
             self._forget(chan)
         self._end(call, ev, out, lost=True)
-
-    def _observe(self, ev: Event, out: Out) -> Chan | None:
-        """The event's own channel (Uniqueid/Channel), created on first sight.
-
-        Its ChannelState is read only when the channel is new (attaching mid-call): every
-        state change is announced by `Newstate` in all dialects, and skipping the lookup
-        elsewhere keeps the hot path to two header reads per event.
-        """
-        uid = ev.get("Uniqueid")
-        if uid is None:
-            return None
-        chan = self._chans.get(uid)
-        if chan is None:
-            chan = self._get(uid, ev.get("Channel", ""), ev.get("Linkedid"), None, ev)
-            if chan is not None:
-                chan.call.touched = self._tick
-                self._apply_state(chan, _state_of(ev), ev, out)
-        else:
-            chan.call.touched = self._tick
-        return chan
-
-    def _apply_state(self, chan: Chan, st: str | None, ev: Event, out: Out) -> None:
-        if st is not None and st != chan.state:
-            self._set_state(chan, st, ev, out)
-
-    def _observe_dest(self, ev: Event, out: Out, src: Chan | None) -> Chan | None:
-        """The destination channel of a Dial*/Agent* event (`Dest...` headers)."""
-        uid = ev.get("DestUniqueid")
-        if uid is None:
-            return None
-        parent = src.call if src is not None else None
-        chan = self._chans.get(uid)
-        if chan is None:
-            name = ev.get("DestChannel") or ev.get("Destination") or ""
-            chan = self._get(uid, name, ev.get("DestLinkedid"), parent, ev, "Dest")
-            if chan is not None:
-                chan.call.touched = self._tick
-                self._apply_state(chan, _state_of(ev, "Dest"), ev, out)
-        if chan is None or parent is None or chan.call is parent:
-            return chan
-        if not ev.get("DestLinkedid"):
-            self._merge(chan.call, parent, ev, out)
-        elif chan.state == UP and chan.uid == chan.call.caller_uid and len(chan.call.chans) == 1:
-            self._pick_up(chan, parent, ev, out)  # a pickup seen without its Pickup event
-        return chan
-
-    def _by_name(self, name: str | None) -> Chan | None:
-        uid = self._names.get(name) if name else None
-        return self._chans.get(uid) if uid is not None else None
-
-    @staticmethod
-    def _caller_from(call: Call, ev: Event, prefix: str = "") -> None:
-        num = ev.get(prefix + "CallerIDNum")
-        if num is None:
-            num = ev.get(prefix + "CallerID")
-        if num is not None:
-            call.caller = num
-        name = ev.get(prefix + "CallerIDName")
-        if name is not None:
-            call.caller_name = "" if name == "<unknown>" else name
-
-    # ------------------------------------------------------------------ operator state machine
-
-    def _set_state(self, chan: Chan, st: str, ev: Event, out: Out) -> None:
-        chan.state = st
-        if chan.ext is None or chan.uid == chan.call.caller_uid:
-            return
-        if st == RINGING:
-            self._ring(chan, ev, out)
-        elif st == UP:
-            self._answer(chan, ev, out)
-        elif chan.ring_ext is not None:
-            self._unring(chan)
-
-    def _ring(self, chan: Chan, ev: Event, out: Out) -> None:
-        ext = chan.ext
-        if ext is None or chan.ring_ext is not None or chan.talk_ext is not None:
-            return
-        call = chan.call
-        chan.ring_ext = ext
-        count = call.ringing.get(ext, 0)
-        call.ringing[ext] = count + 1
-        if count == 0:
-            if ext not in call.rang:
-                call.rang.append(ext)
-            elif self._reconciling:
-                return  # reported before the outage; a new round is not told from the old one
-            out.append(Ringing(*self._common(call, ev), ext))
-
-    def _answer(self, chan: Chan, ev: Event, out: Out) -> None:
-        ext = chan.ext
-        if ext is None or chan.talk_ext is not None:
-            return
-        call = chan.call
-        if ext not in call.rang:  # ringing was not observable: report it first
-            self._ring(chan, ev, out)
-        self._unring(chan)
-        chan.talk_ext = ext
-        count = call.talking.get(ext, 0)
-        call.talking[ext] = count + 1
-        call.answered = True
-        if count == 0:
-            if self._reconciling and ext in call.answered_by:
-                return
-            call.answered_by.append(ext)
-            out.append(Answered(*self._common(call, ev), ext))
-
-    @staticmethod
-    def _unring(chan: Chan) -> None:
-        ext, chan.ring_ext = chan.ring_ext, None
-        if ext is not None:
-            _release(chan.call.ringing, ext)
-
-    @staticmethod
-    def _untalk(chan: Chan) -> None:
-        ext, chan.talk_ext = chan.talk_ext, None
-        if ext is not None:
-            _release(chan.call.talking, ext)
-
-    @staticmethod
-    def _common(call: Call, ev: Event) -> tuple[str, str, str, str, str, str | None, str | None]:
-        call.emitted = True
-        return (
-            call.call_id,
-            call.caller_uid,
-            call.caller,
-            call.caller_name,
-            call.dialed,
-            call.queue,
-            ev.get("Timestamp"),
-        )
-
-    # ------------------------------------------------------------------ moving channels
-
-    def _move(self, chan: Chan, dst: Call, ev: Event, out: Out) -> None:
-        """Re-home a channel (transfer, merge) and replay its state in the new call."""
-        src = chan.call
-        if src is dst:
-            return
-        self._unring(chan)
-        self._untalk(chan)
-        src.chans.pop(chan.uid, None)
-        chan.call = dst
-        dst.chans[chan.uid] = chan
-        if chan.state:
-            self._set_state(chan, chan.state, ev, out)
-
-    def _merge(self, a: Call, b: Call, ev: Event, out: Out) -> Call:
-        """Fold the newer of two calls into the older; returns the survivor."""
-        if a is b:
-            return a
-        older, newer = (a, b) if a.seq < b.seq else (b, a)
-        self._absorb(older, newer, ev, out)
-        return older
-
-    def _absorb(self, keep: Call, gone: Call, ev: Event, out: Out) -> None:
-        """Move every channel and key of `gone` into `keep` (`gone` ends if it was shown)."""
-        if gone.emitted:
-            self._emit_end(gone, ev, out)
-        for chan in list(gone.chans.values()):
-            self._move(chan, keep, ev, out)
-        if keep.queue is None:
-            keep.queue = gone.queue
-        keep.abandoned = keep.abandoned or gone.abandoned
-        keep.touched = max(keep.touched, gone.touched)
-        self._live.pop(gone, None)
-        for key in (gone.call_id, *gone.aliases):
-            self._calls[key] = keep
-            keep.aliases.append(key)
-
-    def _pick_up(self, picker: Chan, call: Call, ev: Event, out: Out) -> None:
-        """`picker` took `call` over (call pickup): its own dial-in leg joins `call`, answered."""
-        own = picker.call
-        if own is call:
-            return
-        if own.caller_uid == picker.uid:
-            self._absorb(call, own, ev, out)
-        else:
-            self._move(picker, call, ev, out)
-            if not own.chans:
-                self._end(own, ev, out)
-        if picker.ext is None:
-            call.answered = call.answered or not picker.local  # e.g. a trunk-side pickup
-        elif picker.talk_ext is None:
-            self._set_state(picker, UP, ev, out)
-
-    # ------------------------------------------------------------------ ending
-
-    def _emit_end(self, call: Call, ev: Event, out: Out, lost: bool = False) -> None:
-        out.append(
-            Ended(
-                *self._common(call, ev),
-                call.answered,
-                tuple(call.answered_by),
-                tuple(call.rang),
-                end_reason(call, lost=lost),
-                duration(call.start_ts, ev.get("Timestamp")),
-            )
-        )
-
-    def _end(self, call: Call, ev: Event, out: Out, lost: bool = False) -> None:
-        self._emit_end(call, ev, out, lost)
-        self._live.pop(call, None)
-        for key in (call.call_id, *call.aliases):
-            if self._calls.get(key) is call:
-                del self._calls[key]
-            _remember(self._ended, key)
-
-    # ------------------------------------------------------------------ handlers: AMI 2
-
-    def _ignore(self, ev: Event, out: Out) -> None:
-        return None
-
-    def _on_newstate(self, ev: Event, out: Out) -> None:
-        chan = self._observe(ev, out)
-        if chan is not None:
-            st = ev.get("ChannelState")
-            self._apply_state(chan, _state_of(ev) if st is None else st, ev, out)
-
-    def _on_callerid(self, ev: Event, out: Out) -> None:
-        chan = self._observe(ev, out)
-        if chan is not None and chan.uid == chan.call.caller_uid:
-            self._caller_from(chan.call, ev)
-
-    def _on_hangup(self, ev: Event, out: Out) -> None:
-        uid = ev.get("Uniqueid")
-        chan = self._chans.pop(uid, None) if uid is not None else None
-        if chan is None:
-            return
-        self._forget(chan)
-        call = chan.call
-        if chan.uid == call.caller_uid:
-            call.caller_cause = ev.get("Cause", "")
-        if not call.chans:
-            self._end(call, ev, out)
-
-    def _forget(self, chan: Chan) -> None:
-        """`chan`, just taken out of `_chans`, is gone: release what it held in its call."""
-        if self._names.get(chan.name) == chan.uid:
-            del self._names[chan.name]
-        _remember(self._gone, chan.uid)
-        self._unring(chan)
-        self._untalk(chan)
-        chan.call.chans.pop(chan.uid, None)
-
-    def _on_dial_begin(self, ev: Event, out: Out) -> None:
-        self._observe_dest(ev, out, self._observe(ev, out))
-
-    def _on_dial_state(self, ev: Event, out: Out) -> None:
-        dest = self._observe_dest(ev, out, self._observe(ev, out))
-        ringing = ev.get("DialStatus") == "RINGING"
-        if ringing and dest is not None and dest.state not in (UP, RINGING):
-            self._set_state(dest, RINGING, ev, out)
-
-    def _on_dial_end(self, ev: Event, out: Out) -> None:
-        src = self._observe(ev, out)
-        dest = self._observe_dest(ev, out, src)
-        self._dial_result(src, dest, ev.get("DialStatus", ""))
-
-    @staticmethod
-    def _dial_result(src: Chan | None, dest: Chan | None, status: str) -> None:
-        call = src.call if src is not None else dest.call if dest is not None else None
-        if call is None or not status:
-            return
-        call.dial_status = status
-        if (
-            status == "ANSWER"
-            and dest is not None
-            and dest.ext is None
-            and not dest.local
-            and dest.uid != call.caller_uid
-        ):
-            call.answered = True  # a trunk / mobile / non-operator party took the call
-
-    def _on_local_bridge(self, ev: Event, out: Out) -> None:
-        if "LocalOneUniqueid" in ev:
-            return  # AMI 2: both halves already share the Linkedid
-        one = self._by_uid_or_name(ev.get("Uniqueid1"), ev.get("Channel1"))
-        two = self._by_uid_or_name(ev.get("Uniqueid2"), ev.get("Channel2"))
-        if one is not None and two is not None:
-            self._merge(one.call, two.call, ev, out)
-
-    def _by_uid_or_name(self, uid: str | None, name: str | None) -> Chan | None:
-        chan = self._chans.get(uid) if uid else None
-        return chan if chan is not None else self._by_name(name)
-
-    def _on_queue_join(self, ev: Event, out: Out) -> None:
-        chan = self._observe(ev, out)
-        queue = ev.get("Queue")
-        if chan is not None and queue and chan.call.queue is None:
-            chan.call.queue = queue
-
-    def _on_queue_abandon(self, ev: Event, out: Out) -> None:
-        chan = self._observe(ev, out)
-        if chan is not None:
-            chan.call.abandoned = True
-            if chan.call.queue is None:
-                chan.call.queue = ev.get("Queue")
-
-    def _queue_member(
-        self, ev: Event, out: Out, caller: Chan | None, member: Chan | None
-    ) -> Chan | None:
-        """Shared by AgentCalled/AgentConnect: tie the member to the caller's call, name it."""
-        if caller is not None:
-            queue = ev.get("Queue")
-            if queue and caller.call.queue is None:
-                caller.call.queue = queue
-            if member is not None and member.call is not caller.call and not ev.get("Linkedid"):
-                self._merge(member.call, caller.call, ev, out)
-        if member is not None and member.ext is None and member.local:
-            interface = ev.get("Interface") or ev.get("Member") or ev.get("AgentCalled") or ""
-            member.ext = self._ext.extension(interface)
-        return member
-
-    def _on_agent_called(self, ev: Event, out: Out) -> None:
-        if "DestUniqueid" in ev:  # AMI 2
-            caller = self._observe(ev, out)
-            self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
-            return
-        caller = self._chans.get(ev.get("Uniqueid", "")) or self._by_name(ev.get("ChannelCalling"))
-        self._queue_member(ev, out, caller, self._by_name(ev.get("DestinationChannel")))
-
-    def _on_agent_connect(self, ev: Event, out: Out) -> None:
-        if "DestUniqueid" in ev:  # AMI 2: Channel is the caller, Dest* the member
-            caller = self._observe(ev, out)
-            member = self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
-        else:  # AMI 1.x: Uniqueid is the caller, Channel/BridgedChannel the member
-            caller = self._chans.get(ev.get("Uniqueid", ""))
-            member = self._by_uid_or_name(ev.get("BridgedChannel"), ev.get("Channel"))
-            member = self._queue_member(ev, out, caller, member)
-        if member is not None and member.state != UP:
-            self._set_state(member, UP, ev, out)
-
-    def _on_blind_transfer(self, ev: Event, out: Out) -> None:
-        if ev.get("Result", "Success") != "Success":
-            return
-        transferer = self._chans.get(ev.get("TransfererUniqueid", ""))
-        transferee = self._party(ev, "Transferee")
-        chan = transferee if transferee is not None else transferer
-        if chan is None:
-            return
-        source = self._extension_or_number(transferer, ev, "Transferer")
-        out.append(Transferred(*self._common(chan.call, ev), source, ev.get("Extension", "")))
-
-    def _on_attended_transfer(self, ev: Event, out: Out) -> None:
-        if ev.get("Result", "Success") != "Success":
-            return
-        orig = self._chans.get(ev.get("OrigTransfererUniqueid", ""))
-        second = self._chans.get(ev.get("SecondTransfererUniqueid", ""))
-        target = self._chans.get(ev.get("TransferTargetUniqueid", ""))
-        transferee = self._party(ev, "Transferee")
-        keep = transferee if transferee is not None else orig
-        if keep is None:
-            return
-        call = keep.call
-        consult = second.call if second is not None else target.call if target else None
-        to = self._extension_or_number(target, ev, "TransferTarget", number=False)
-        if not to and consult is not None and len(consult.ringing) == 1:
-            to = next(iter(consult.ringing))  # blonde transfer: the phone still ringing
-        if not to:
-            to = ev.get("SecondTransfererExten") or ev.get("TransferTargetCallerIDNum", "")
-        source = self._extension_or_number(orig, ev, "OrigTransferer")
-        out.append(Transferred(*self._common(call, ev), source, to))
-        if consult is None or consult is call:
-            return
-        for chan in list(consult.chans.values()):
-            if chan is not second:
-                self._move(chan, call, ev, out)
-        if not consult.chans:
-            self._end(consult, ev, out)
-
-    def _on_pickup(self, ev: Event, out: Out) -> None:
-        """Asterisk 12+ `Pickup`: Channel = the picker, Target* = the ringing channel it took."""
-        picker = self._observe(ev, out)
-        if picker is None:
-            return
-        target = self._chans.get(ev.get("TargetUniqueid", ""))
-        linkedid = ev.get("TargetLinkedid", "")
-        call = target.call if target is not None else self._calls.get(linkedid)
-        if call is None:  # attached mid-call: the ringing call is known only by this event
-            if not linkedid or linkedid in self._ended:
-                return
-            call = self._new_call(linkedid)
-            call.start_ts = ev.get("Timestamp")
-            num = ev.get("TargetConnectedLineNum", "")
-            if num and num != "<unknown>":
-                call.caller = num
-                name = ev.get("TargetConnectedLineName", "")
-                call.caller_name = "" if name == "<unknown>" else name
-        self._pick_up(picker, call, ev, out)
-
-    def _party(self, ev: Event, prefix: str) -> Chan | None:
-        """A transfer party by its prefixed headers, created if never seen (mid-call attach)."""
-        uid = ev.get(prefix + "Uniqueid")
-        if not uid:
-            return None
-        name = ev.get(prefix + "Channel", "")
-        return self._get(uid, name, ev.get(prefix + "Linkedid"), None, ev, prefix)
-
-    def _extension_or_number(
-        self, chan: Chan | None, ev: Event, prefix: str, *, number: bool = True
-    ) -> str:
-        if chan is not None and chan.ext is not None:
-            return chan.ext
-        ext = self._ext.extension(ev.get(prefix + "Channel", ""))
-        if ext is not None:
-            return ext
-        return ev.get(prefix + "CallerIDNum", "") if number else ""
-
-    # ------------------------------------------------------------------ handlers: AMI 1.x
-
-    def _on_dial_legacy(self, ev: Event, out: Out) -> None:
-        sub = ev.get("SubEvent")
-        uid = ev.get("Uniqueid") or ev.get("SrcUniqueID")
-        if not uid:
-            return
-        name = ev.get("Channel") or ev.get("Source") or ""
-        src = self._get(uid, name, ev.get("Linkedid"), None, ev)
-        if src is None:
-            return
-        if sub == "End":
-            self._dial_result(src, None, ev.get("DialStatus", ""))
-            return
-        if sub not in (None, "Begin"):
-            return
-        dest_uid = ev.get("DestUniqueid")
-        if not dest_uid:
-            return
-        dest = self._chans.get(dest_uid)
-        if dest is None:
-            self._get(dest_uid, ev.get("Destination", ""), None, src.call, ev, "Dest")
-        elif dest.call is not src.call:
-            self._merge(dest.call, src.call, ev, out)
-
-    def _on_bridge_legacy(self, ev: Event, out: Out) -> None:
-        if ev.get("Event") == "Bridge" and ev.get("Bridgestate", "Link") != "Link":
-            return
-        one = self._by_uid_or_name(ev.get("Uniqueid1"), ev.get("Channel1"))
-        two = self._by_uid_or_name(ev.get("Uniqueid2"), ev.get("Channel2"))
-        if one is None or two is None:
-            return
-        call = self._merge(one.call, two.call, ev, out)
-        for chan, peer in ((one, two), (two, one)):
-            if chan.ext is not None and chan.uid != call.caller_uid:
-                if chan.state != UP or chan.talk_ext is None:
-                    self._set_state(chan, UP, ev, out)
-            elif (
-                chan.uid == call.caller_uid
-                and peer.ext is None
-                and not peer.local
-                and peer.uid != call.caller_uid
-            ):
-                call.answered = True
-
-    def _on_transfer_legacy(self, ev: Event, out: Out) -> None:
-        transferer = self._chans.get(ev.get("Uniqueid", ""))
-        target = self._chans.get(ev.get("TargetUniqueid", ""))
-        chan = target if target is not None else transferer
-        if chan is None:
-            return
-        source = transferer.ext if transferer is not None and transferer.ext else ""
-        if not source:
-            source = self._ext.extension(ev.get("Channel", "")) or ev.get("CallerIDNum", "")
-        to = ev.get("TransferExten", "")
-        if ev.get("TransferType") == "Attended" and target is not None and target.ext:
-            to = target.ext
-        out.append(Transferred(*self._common(chan.call, ev), source, to))
-
-    def _on_masquerade(self, ev: Event, out: Out) -> None:
-        clone = self._by_name(ev.get("Clone"))
-        original = self._by_name(ev.get("Original"))
-        if clone is not None and original is not None and clone.call is not original.call:
-            self._merge(clone.call, original.call, ev, out)
-
-    def _on_rename(self, ev: Event, out: Out) -> None:
-        old = ev.get("Channel") or ev.get("Oldname")
-        new = ev.get("Newname")
-        uid = ev.get("Uniqueid")
-        chan = self._chans.get(uid) if uid else self._by_name(old)
-        if chan is None or not new:
-            return
-        if self._names.get(chan.name) == chan.uid:
-            del self._names[chan.name]
-        chan.name = new
-        self._names[new] = chan.uid
-        chan.local = new.startswith("Local/")
-        if chan.talk_ext is None and chan.ring_ext is None:
-            chan.ext = self._ext.extension(new)
 
 
 class DropNotice:

@@ -1,4 +1,4 @@
-"""Keep-alive HTTP/1.1 POSTs to one origin: h11 for the protocol, asyncio streams for I/O.
+"""Keep-alive HTTP/1.1 POSTs to one origin: h11 for the protocol, an asyncio protocol for I/O.
 
 Why not httpx here: a webhook delivery is always the same small POST to the same origin, and
 httpx spends ≈0.3 ms of CPU on each one (request/URL models, the connection pool's liveness
@@ -7,7 +7,13 @@ alone was a third of the agent's CPU. This client does only that job: a pool of 
 ``max_connections`` keep-alive connections, TLS verified with the same trust as httpx (its
 ``create_ssl_context``: certifi, ``SSL_CERT_FILE``/``SSL_CERT_DIR``), ``user:password@`` in the
 URL sent as Basic auth as httpx does, and the start of each answer. Timeouts are the caller's
-(``asyncio.timeout``): a request cancelled half-way closes its connection, never reuses it.
+(``asyncio.timeout``): a request cancelled half-way aborts its connection (never reused, its
+socket closed at once even with unsent bytes), so a server that never reads costs nothing after
+the timeout. Bytes that arrive while a connection is idle (an answer nobody asked for) retire it:
+they can never be taken for the next request's answer. An answer that arrives before the whole
+request was sent is read, even when the server then resets the connection (413 on a big body).
+Characters h11 refuses in the path and query (non-ASCII, spaces) are sent percent-encoded (UTF-8)
+as httpx does.
 
 A request that fails on a *reused* connection before any byte of an answer arrived (the server
 closed it while idle: a race no client can avoid) is sent again once on a new connection; the
@@ -23,13 +29,16 @@ import contextlib
 import ssl
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from typing import cast
+from urllib.parse import quote, unquote, urlsplit
 
 import h11
 
-READ_CHUNK = 65536
+READ_CHUNK = 65536  # reading pauses while this much waits for the exchange
 KEEP_BODY = 4096  # the start of an answer kept for reasons and Zammad's "reject"
 DRAIN_LIMIT = 65536  # read up to this much of a longer answer to keep the connection
+# kept as they are in a request target; anything else (non-ASCII, space, controls) is %-encoded
+_TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 class HttpError(Exception):
@@ -77,10 +86,17 @@ class Origin:
         if not host:
             raise ValueError("the URL has no host")
         default = 443 if parts.scheme == "https" else 80
-        port = parts.port or default
-        shown = f"[{host}]" if ":" in host else host.encode("idna").decode("ascii")
+        try:
+            port = parts.port or default
+        except ValueError:  # not its text: a password with an unencoded "/" or "?" lands here
+            raise ValueError("the URL's port is not a number from 1 to 65535") from None
+        if ":" not in host:  # a name (IPv6 literals keep theirs): its ASCII (IDNA) form
+            host = host.encode("idna").decode("ascii")
+        shown = f"[{host}]" if ":" in host else host
         host_header = shown if port == default else f"{shown}:{port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = quote(parts.path or "/", safe=_TARGET_SAFE)
+        if parts.query:
+            target += "?" + quote(parts.query, safe=_TARGET_SAFE)
         auth = None
         if parts.username is not None or parts.password is not None:
             pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
@@ -101,22 +117,92 @@ def proxy_for(url: str) -> str | None:
     return proxy
 
 
-class _Connection:
-    __slots__ = ("h11", "reader", "writer")
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection. What the server sends waits in ``inbox`` until the exchange
+    hands it to h11, and stays there after the connection is lost (a reset does not erase an
+    answer already received, as it would in a StreamReader)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    __slots__ = ("_paused", "_waiter", "busy", "ended", "error", "h11", "inbox", "transport")
+
+    def __init__(self) -> None:
         self.h11 = h11.Connection(h11.CLIENT)
+        self.transport: asyncio.Transport | None = None
+        self.inbox = bytearray()
+        self.busy = False  # an exchange is under way: bytes from the server are expected
+        self.ended = False  # EOF or lost: nothing more will arrive
+        self.error: Exception | None = None  # why it was lost, if not a clean close
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy:  # an answer nobody asked for: the line can no longer be trusted
+            self.close()
+            return
+        self.inbox += data
+        if len(self.inbox) >= READ_CHUNK and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self.ended = True
+        self._wake()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        if self.error is None:
+            self.error = exc
+        self._wake()
+
+    # for the client
 
     def usable(self) -> bool:
-        """Still open (known without a syscall: asyncio has already read any EOF the server
-        sent while the connection was idle)."""
-        return not (self.writer.is_closing() or self.reader.at_eof())
+        """Still open and quiet (known without a syscall: asyncio has already read any EOF or
+        byte the server sent while the connection was idle)."""
+        transport = self.transport
+        return not self.ended and transport is not None and not transport.is_closing()
+
+    async def receive(self) -> bytes:
+        """What arrived since the last call; b"" once the server closed the connection; the
+        error (OSError) when it was lost to one, after what arrived before it."""
+        while not self.inbox and not self.ended:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self.inbox:
+            data = bytes(self.inbox)
+            self.inbox.clear()
+            if self._paused and self.transport is not None:
+                self._paused = False
+                self.transport.resume_reading()
+            return data
+        if isinstance(self.error, OSError):
+            raise self.error
+        if self.error is not None:
+            raise OSError(str(self.error) or type(self.error).__name__)
+        return b""
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        """Abort: unsent bytes are dropped and the socket closed now (no flush, no TLS
+        close_notify to wait for)."""
+        self.ended = True
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.abort()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class PostClient:
@@ -178,13 +264,14 @@ class PostClient:
 
                 self._ssl = httpx.create_ssl_context()
             context = self._ssl
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.open_connection(
-                origin.host, origin.port, ssl=context, limit=READ_CHUNK
+            _, connection = await loop.create_connection(
+                _Connection, origin.host, origin.port, ssl=context
             )
         except (OSError, ssl.SSLError) as exc:
             raise ConnectError(str(exc) or type(exc).__name__) from exc
-        return _Connection(reader, writer)
+        return connection
 
     async def _exchange(
         self, connection: _Connection, body: bytes, headers: list[tuple[bytes, bytes]]
@@ -204,12 +291,14 @@ class PostClient:
             data += conn.send(h11.EndOfMessage()) or b""
         except h11.LocalProtocolError as exc:  # a header value h11 refuses: never sent
             raise CannotSend(str(exc)) from None
-        writer = connection.writer
-        try:
-            writer.write(data)
-            await writer.drain()
-        except OSError as exc:
-            raise _Stale() from exc
+        transport = connection.transport
+        if transport is None or not connection.usable():
+            raise _Stale()
+        connection.busy = True
+        # no drain: the transport keeps what the socket does not take yet, the answer is awaited
+        # meanwhile (an early one is read), and the caller's timeout bounds it all; a send error
+        # loses the connection, which ends the wait below
+        transport.write(data)
         response: h11.Response | None = None
         kept = bytearray()
         seen = 0
@@ -222,7 +311,7 @@ class PostClient:
                 raise RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}") from None
             if event is h11.NEED_DATA:
                 try:
-                    chunk = await connection.reader.read(READ_CHUNK)
+                    chunk = await connection.receive()
                 except OSError as exc:
                     if response is None:
                         raise _Stale() from exc
@@ -255,8 +344,19 @@ class PostClient:
 
     def _recycle(self, connection: _Connection) -> None:
         conn = connection.h11
-        if not self._closed and conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        transport = connection.transport
+        if (
+            not self._closed
+            and conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            and connection.usable()
+            and transport is not None
+            and not transport.get_write_buffer_size()  # an early answer: the body is still going
+            and not connection.inbox
+            and not conn.trailing_data[0]  # bytes after the answer: of no request of ours
+        ):
             conn.start_next_cycle()
+            connection.busy = False
             self._idle.append(connection)
         else:
             connection.close()

@@ -73,6 +73,7 @@ def safe_url(url: str) -> str:
     """``url`` without user:password, query and fragment: fit for logs."""
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port is often a password with an unencoded "/" or "?"
     except ValueError:
         return "<invalid URL>"
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
@@ -477,7 +478,13 @@ class WebhookDeliverer(OutboxDeliverer):
             return self._report(item, "delivered", status, latency, None, answer)
         reason = f"HTTP {status}: {clean_text(answer) or clean_text(phrase)}"
         if 300 <= status < 400:
-            where = f" ({safe_url(urljoin(self.url, location))})" if location else ""
+            where = ""
+            if location:  # the server's text: maybe unparsable, maybe with control characters
+                try:
+                    shown = safe_url(urljoin(self.url, location))
+                except ValueError:
+                    shown = "<invalid URL>"
+                where = f" ({clean_text(shown)})"
             reason = (
                 f"HTTP {status}: redirects are not followed; "
                 f"set the webhook URL to the final address{where}"
