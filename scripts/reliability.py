@@ -4,7 +4,9 @@
     .venv/bin/python scripts/reliability.py --fuzz 1000000   # also rerun bench/fuzz.py (≈10 min)
 
 Each row names the tests that prove it; they are run here (pytest, one process) and the row
-shows their outcome and time. The fuzz row comes from bench/results/fuzz.json, written by
+shows their outcome and time, plus what the tests measured: a test calls
+`tests/fault_support.record(recovery_s=…, pops_lost=…)`, which writes JSON into the folder this
+script names in $CTI_MEASURE_DIR. The fuzz row comes from bench/results/fuzz.json, written by
 `bench/fuzz.py --json` (rerun with --fuzz N). Tests that need the lab (MariaDB, Asterisk) are
 reported "skipped" where it is unavailable, never as passed.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
 FUZZ = ROOT / "bench" / "results" / "fuzz.json"
 PY = ROOT / ".venv" / "bin" / "python"
+MEASURE_ENV = "CTI_MEASURE_DIR"  # tests/fault_support.record writes there
 
 # (fault or input, what must happen, tests: file::name prefixes)
 ROWS: list[tuple[str, str, list[str]]] = [
@@ -81,16 +85,94 @@ ROWS: list[tuple[str, str, list[str]]] = [
     ("Mutated real captures (hypothesis, a few hundred per run)",
      "nothing but ProtocolError/ReplayInputError escapes; buffers bounded",
      ["test_fuzz.py::"]),
+    # real-lab faults: Asterisk 22, real `cti watch` / `cti agent` processes, a real receiver
+    ("Lab: the AMI password changed in manager.conf under a running `watch --json` and `agent` "
+     "(`manager reload`, sessions kicked)",
+     "one line each, naming the user: \"…logged in before: was the AMI password changed in "
+     "Asterisk's manager.conf? fix server.password …\"; no traceback, no secret; retries "
+     "doubling from 0.5 s (agent) / 1 s (watch); /healthz 503 with that reason; watch logs in "
+     "once the old secret is back, the agent once its config has the new one (re-read live); "
+     "the next call shown and popped",
+     ["test_faults_lab.py::test_ami_password_changed_under_watch_and_agent"]),
+    ("Lab: Asterisk SIGKILLed mid-call, restarted a second later",
+     "watch and agent reconnect, end the call once as `lost` (reconcile), show / pop the next "
+     "call; the agent healthy within 5 s of AMI's return",
+     ["test_faults_lab.py::test_asterisk_killed_mid_call_watch",
+      "test_agent_lab.py::test_asterisk_restart_agent_reconnects"]),
+    ("Lab: Asterisk stalled (SIGSTOP: sockets open, nothing answers), then resumed",
+     "found dead by the keepalive Ping within two ping intervals (20 s each, `server.timeout` "
+     "3 s) by watch and agent; both log in again after SIGCONT; the next call popped",
+     ["test_faults_lab.py::test_stalled_asterisk"]),
+    ("Lab: slow service desk — 2 s per request, 3 s (past the 2.5 s webhook timeout) for the "
+     "first 8 s; 4 calls 1.5 s apart",
+     "every pop and call event delivered, in order per call, none dead; a timed-out request "
+     "comes again with the same key and body; AMI never dropped",
+     ["test_faults_lab.py::test_slow_service_desk"]),
+    ("Lab: the agent's config replaced (new inode) by invalid TOML while it runs",
+     "one line with the file, line and column; the last good config keeps running, healthy, "
+     "the next call popped; the fixed file is picked up (`watch` reads its config once)",
+     ["test_faults_lab.py::test_config_replaced_by_invalid_toml"]),
+    ("`[agent] state_dir` unusable at start: a path through a regular file, a read-only disk, a "
+     "full disk, a full disk holding a killed agent's outbox (tmpfs; the tests run as root, "
+     "where chmod stops nothing)",
+     "exit 1, one line: the folder, `[agent] state_dir`, the OS's or SQLite's reason, what to "
+     "do (a write is tried at start: SQLite opens and reads on a full disk)",
+     ["test_outbox_disk_lab.py::test_state_dir_not_writable_at_start"]),
+    ("Lab: the outbox's disk fills up while the agent runs (tmpfs), then frees",
+     "logged once, /healthz 503 \"outbox not writable\", AMI stays up, no crash loop; call "
+     "events and pops held in memory in order (deliveries paused), written and delivered when "
+     "the disk takes them again; operator pages go on from memory",
+     ["test_outbox_disk_lab.py::test_disk_full_while_running"]),
+    ("Lab: the state folder removed (`rm -rf`) while deliveries wait (desk answers 503)",
+     "told once; the outbox (every row) and its lock written again, a second agent refused; "
+     "after SIGKILL and a restart the waiting pop is delivered, once",
+     ["test_outbox_disk_lab.py::test_state_dir_removed_while_running"]),
 ]
 
+# how a measurement a test recorded reads in the table (unknown keys: `key=value`)
+LABELS: dict[str, str] = {
+    "recovery_s": "back {v} s after the fault ended",
+    "agent_recovery_s": "agent back {v} s after the fix",
+    "watch_recovery_s": "watch back {v} s after the fix",
+    "agent_retry_delays_s": "agent retried after {v} s",
+    "watch_retry_delays_s": "watch retried after {v} s",
+    "ping_interval_s": "ping every {v} s",
+    "agent_detected_s": "agent found it dead in {v} s",
+    "watch_detected_s": "watch in {v} s",
+    "outage_s": "Asterisk down {v} s",
+    "lost_calls_ended": "{v} lost call ended",
+    "calls": "{v} calls",
+    "calls_while_full": "{v} calls while full",
+    "full_for_s": "disk full {v} s",
+    "healthy_again_s": "healthy {v} s after",
+    "rewritten_after_s": "outbox written again {v} s after the removal",
+    "webhook_timeouts": "{v} webhook timeouts",
+    "same_key_redeliveries": "{v} same-key redeliveries",
+    "ami_events": "{v} AMI events processed",
+    "pops_delivered": "pops: {v} delivered",
+    "pops_lost": "{v} lost",
+    "pops_duplicated": "{v} duplicated",
+    "peak_rss_mib": "peak RSS {v} MiB",
+}
 
-def run_tests(selectors: list[str]) -> dict[str, tuple[str, float]]:
+
+Measures = dict[str, dict[str, object]]
+
+
+def run_tests(selectors: list[str]) -> tuple[dict[str, tuple[str, float]], Measures]:
     files = sorted({s.split("::")[0] for s in selectors})
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
+        folder = Path(tmp) / "measured"
+        folder.mkdir()
+        env = {**os.environ, MEASURE_ENV: str(folder)}
         subprocess.run([str(PY), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                         f"--junitxml={report}", *(f"tests/{f}" for f in files)],
-                       cwd=ROOT, check=False)  # fmt: skip
+                       cwd=ROOT, check=False, env=env)  # fmt: skip
+        measures: Measures = {}
+        for path in sorted(folder.glob("*.json")):
+            data = json.loads(path.read_text("utf-8"))
+            measures[data["test"]] = data["values"]
         results: dict[str, tuple[str, float]] = {}
         for case in ET.parse(report).getroot().iter("testcase"):
             name = f"{case.get('file') or case.get('classname', '').split('.')[-1] + '.py'}"
@@ -101,10 +183,27 @@ def run_tests(selectors: list[str]) -> dict[str, tuple[str, float]]:
             elif case.find("failure") is not None or case.find("error") is not None:
                 outcome = "FAILED"
             results[key] = (outcome, float(case.get("time", 0)))
-        return results
+        return results, measures
 
 
-def measured(selectors: list[str], results: dict[str, tuple[str, float]]) -> str:
+def _value(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def measurements(values: dict[str, object]) -> str:
+    """One test's recorded measurements as a phrase, in the order the test gave them."""
+    parts = [LABELS.get(key, f"{key}={{v}}").format(v=_value(value))
+             for key, value in values.items() if value is not None]  # fmt: skip
+    return ", ".join(parts)
+
+
+def measured(
+    selectors: list[str], results: dict[str, tuple[str, float]], measures: Measures | None = None
+) -> str:
     hits = [(k, v) for k, v in results.items() if any(k.startswith(s) for s in selectors)]
     if not hits:
         return "not run"
@@ -113,7 +212,11 @@ def measured(selectors: list[str], results: dict[str, tuple[str, float]]) -> str
         counts[outcome] = counts.get(outcome, 0) + 1
     slowest = max(seconds for _, (_o, seconds) in hits)
     parts = [f"{n} {o}" for o, n in sorted(counts.items())]
-    return f"{', '.join(parts)} (slowest {slowest:.1f} s)"
+    summary = f"{', '.join(parts)} (slowest {slowest:.1f} s)"
+    measures = measures or {}
+    found = [measurements(measures[k]) for k, (outcome, _s) in hits
+             if outcome == "passed" and measures.get(k)]  # fmt: skip
+    return "; ".join([summary, *found])
 
 
 def fuzz_row() -> tuple[str, str, str]:
@@ -138,7 +241,7 @@ def main() -> int:
         subprocess.run([str(PY), "bench/fuzz.py", "--inputs", str(args.fuzz), "--json",
                         str(FUZZ)], cwd=ROOT, check=False)  # fmt: skip
     selectors = [s for _, _, tests in ROWS for s in tests]
-    results = run_tests(selectors)
+    results, measures = run_tests(selectors)
     lines = [
         "# Reliability",
         "",
@@ -151,7 +254,7 @@ def main() -> int:
     ]
     for fault, must, tests in ROWS:
         names = ", ".join(f"`{t.rstrip(':')}`" for t in tests)
-        lines.append(f"| {fault} | {must} | {measured(tests, results)} | {names} |")
+        lines.append(f"| {fault} | {must} | {measured(tests, results, measures)} | {names} |")
     fault, must, got = fuzz_row()
     lines.append(f"| {fault} | {must} | {got} | `bench/fuzz.py` |")
     lines += ["", f"Generated {time.strftime('%Y-%m-%d %H:%M %z')}, Python "

@@ -88,10 +88,11 @@ def run_agent(tmp_path: Path, folder: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("case", ["parent is a file", "read-only disk", "full disk",
-                                  "full disk, outbox there"])  # fmt: skip
+                                  "full disk, outbox of a killed agent"])  # fmt: skip
 def test_state_dir_not_writable_at_start_says_which_folder_and_what_to_do_and_exits_1(
     tmp_path: Path, mounts: list[Tmpfs], case: str
 ) -> None:
+    left: Outbox | None = None
     if case == "parent is a file":
         (tmp_path / "srv").write_text("not a folder\n")
         folder, why = tmp_path / "srv" / "cti", f"({tmp_path / 'srv'} is a file, not a folder)"
@@ -102,15 +103,18 @@ def test_state_dir_not_writable_at_start_says_which_folder_and_what_to_do_and_ex
         disk = Tmpfs(tmp_path / "full", "1m")
         mounts.append(disk)
         folder = tmp_path / "full" / "cti"
-        if case == "full disk, outbox there":  # a previous run left its outbox and lock
+        if case != "full disk":  # SIGKILLed: its lock, outbox, -wal and -shm are all there
             folder.mkdir(mode=0o700)
-            Outbox(folder / "outbox.sqlite3").close()
+            left = Outbox(folder / "outbox.sqlite3")  # kept open: as a killed agent leaves it
+            left.put(["t"], "k", "g", "e", b"{}", now=0, expires_at=1)
             (folder / "agent.lock").write_text("1\n")
-            why = "(its disk is full)"  # SQLite: "disk I/O error" (no room for its -shm)
+            why = "database or disk is full"  # it opens and reads; the write probe says no
         else:
             why = "No space left on device"
         disk.fill()
     done = run_agent(tmp_path, folder)
+    if left is not None:
+        left.close()
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]

@@ -661,7 +661,7 @@ class Agent:
             raise OutboxError(_unusable(folder, exc.reason)) from None
         self._deferred = True
         try:  # a full disk or a read-only one lets SQLite open and read: try a write now
-            pass  # BROKEN
+            self.outbox.touch()
             self.outbox.commit()
         except OutboxError as exc:
             self.outbox.close()
@@ -669,8 +669,11 @@ class Agent:
             raise OutboxError(_unusable(folder, str(exc).rsplit(": ", 1)[-1])) from None
 
     def _commit_outbox(self) -> None:
-        if self.outbox is None or not self.outbox.uncommitted:
-            return  # nothing to save (e.g. committed already by _flush_held)
+        if self.outbox is None:
+            return
+        if not self.outbox.uncommitted:
+            self._unsaved.clear()  # committed already (by _flush_held, or at start)
+            return
         try:
             self.outbox.commit()
         except OutboxError as exc:
@@ -801,6 +804,9 @@ class Agent:
         if self.outbox_file_error is None:
             log.error("outbox: %s was removed while the agent runs; writing it again with the "
                       "%d pending deliveries", path, self.outbox.depth())  # fmt: skip
+        self._commit_outbox()  # what is open goes into the old file (or is held, if it fails)
+        if self.outbox_error is not None:
+            return
         try:
             self.outbox.rewrite()
             fd = _lock_state_dir(path.parent)
