@@ -132,8 +132,8 @@ ROWS: list[tuple[str, str, list[str]]] = [
 # how a measurement a test recorded reads in the table (unknown keys: `key=value`)
 LABELS: dict[str, str] = {
     "recovery_s": "back {v} s after the fault ended",
-    "agent_recovery_s": "agent back {v} s after the fix",
-    "watch_recovery_s": "watch back {v} s after the fix",
+    "agent_recovery_s": "agent back {v} s after the fault ended",
+    "watch_recovery_s": "watch back {v} s after",
     "agent_retry_delays_s": "agent retried after {v} s",
     "watch_retry_delays_s": "watch retried after {v} s",
     "ping_interval_s": "ping every {v} s",
@@ -190,7 +190,7 @@ def _value(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(_value(v) for v in value)
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.1f}"
     return str(value)
 
 

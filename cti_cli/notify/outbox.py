@@ -141,6 +141,7 @@ class Outbox:
         self._db: sqlite3.Connection | None = None
         self._defer = defer
         self._open_tx = False  # a deferred transaction is open, its commit asked for
+        self._rolled_back = False  # SQLite dropped an open batch: the next commit says so
         self.commit_error: OutboxError | None = None  # the last deferred commit that failed
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpointing = threading.Lock()  # close() waits for a checkpoint in a thread
@@ -273,8 +274,12 @@ class Outbox:
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK TO w")
-                db.execute("RELEASE w")
+                if db.in_transaction:
+                    db.execute("ROLLBACK TO w")
+                    db.execute("RELEASE w")
+                else:  # SQLite rolled the whole batch back (disk full, I/O): say so at commit
+                    self._open_tx = False
+                    self._rolled_back = True
                 raise
             db.execute("RELEASE w")
 
@@ -287,22 +292,32 @@ class Outbox:
             self.commit_error = exc
 
     def commit(self) -> None:
-        """Commit the open deferred transaction now (no-op when there is none)."""
-        if not self._open_tx or self._db is None:
+        """Commit the open deferred transaction now (no-op when there is none). OutboxError
+        when it cannot be saved, or when SQLite already rolled it back: its writes are lost."""
+        if self._db is None:
             return
-        self._open_tx = False
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            raise OutboxError(f"{self.path}: cannot save to the outbox: {exc}") from None
+        lost, self._rolled_back = self._rolled_back, False
+        if self._open_tx:
+            self._open_tx = False
+            if not self._db.in_transaction:
+                lost = True
+            else:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                    raise OutboxError(f"{self.path}: cannot save to the outbox: {exc}") from None
+        if lost:
+            raise OutboxError(
+                f"{self.path}: cannot save to the outbox: SQLite rolled the open batch back"
+            )
         self.commit_error = None
 
     @property
     def uncommitted(self) -> bool:
         """A deferred transaction is open: ``commit`` has something to save."""
-        return self._open_tx and self._db is not None
+        return (self._open_tx or self._rolled_back) and self._db is not None
 
     def touch(self) -> None:
         """A write that always reaches the disk (the header's schema version, unchanged): the
