@@ -17,8 +17,9 @@ Latency of a pop = its arrival at the receiver (request fully read) − the mome
 event's bytes were handed to the socket (`time.perf_counter_ns()` right after the write; the PBX
 and the receiver share this process, so the clocks are the same). The floor, in the same run:
 after the calls, a separate process (pinned like the agent) POSTs a body of the pop's size to the
-same receiver with a keep-alive `httpx.AsyncClient` at the same rate; its latency is arrival −
-the moment before `client.post` (both `perf_counter_ns`, CLOCK_MONOTONIC: comparable across
+same receiver at the same rate with the agent's own keep-alive HTTP/1.1 client (the cost of the
+request itself; `--floor-kind httpx` for an `httpx.AsyncClient`); its latency is arrival −
+the moment before the post (both `perf_counter_ns`, CLOCK_MONOTONIC: comparable across
 processes). The agent's CPU is its user+system time over the measured window (after a warm-up)
 divided by the wall time; its RSS is sampled every `--rss-every` s. Lost = calls whose pop never
 came; duplicates = repeated X-CTI-Delivery keys. Prints a Markdown table (`--json` for JSON).
@@ -627,38 +628,54 @@ class HttpSession(asyncio.Protocol):
 
 
 # -- the floor: bare POSTs from another process ------------------------------------------------
-def floor_client(port: int, rate: float, duration: float, body_file: str, seed: int) -> None:
-    import httpx
-
+def floor_client(
+    port: int, rate: float, duration: float, body_file: str, seed: int, kind: str = "lean"
+) -> None:
+    """Bare POSTs at `rate`: with the agent's own lean HTTP/1.1 client (`cti_cli.notify.http1`,
+    the strictest yardstick: the cost of the request itself) or with httpx (`kind`)."""
     body = Path(body_file).read_bytes()
     url = f"http://127.0.0.1:{port}/cti/events"
 
     async def run() -> None:
+        import httpx
+
+        from cti_cli.notify.http1 import PostClient
+
         rnd = random.Random(seed)
-        async with httpx.AsyncClient(http1=True, http2=False, timeout=5.0) as client:
-            await client.post(url, content=body, headers={"X-CTI-Event": "bench.warmup"})
-            tasks: set[asyncio.Task[Any]] = set()
-            start = time.perf_counter()
-            at = start
-            n = 0
-            while at - start < duration:
-                await asyncio.sleep(max(0.0, at - time.perf_counter()))
-                n += 1
-                headers = {
-                    "Content-Type": "application/json",
-                    "User-Agent": "cti/bench",
-                    "X-CTI-Event": "bench.floor",
-                    "X-CTI-Delivery": f"floor-{n}",
-                    "X-CTI-Timestamp": str(int(time.time())),
-                    "X-CTI-Signature": "sha256=" + "0" * 64,
-                    "X-Bench-Sent": str(time.perf_counter_ns()),
-                }
-                task = asyncio.create_task(client.post(url, content=body, headers=headers))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                at += rnd.expovariate(rate)
-            if tasks:
-                await asyncio.wait(tasks)
+        lean = PostClient(url, max_connections=8, user_agent="cti/bench")
+        client = httpx.AsyncClient(http1=True, http2=False, timeout=5.0)
+
+        async def post(headers: dict[str, str]) -> None:
+            if kind == "lean":
+                await lean.post(body, [(k.encode(), v.encode()) for k, v in headers.items()])
+            else:
+                await client.post(url, content=body, headers=headers)
+
+        await post({"X-CTI-Event": "bench.warmup", "Content-Type": "application/json"})
+        tasks: set[asyncio.Task[Any]] = set()
+        start = time.perf_counter()
+        at = start
+        n = 0
+        while at - start < duration:
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            n += 1
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "cti/bench",
+                "X-CTI-Event": "bench.floor",
+                "X-CTI-Delivery": f"floor-{n}",
+                "X-CTI-Timestamp": str(int(time.time())),
+                "X-CTI-Signature": "sha256=" + "0" * 64,
+                "X-Bench-Sent": str(time.perf_counter_ns()),
+            }
+            task = asyncio.create_task(post(headers))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            at += rnd.expovariate(rate)
+        if tasks:
+            await asyncio.wait(tasks)
+        await lean.aclose()
+        await client.aclose()
 
     asyncio.run(run())
 
@@ -817,7 +834,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             body_file = folder / "pop.json"
             body_file.write_bytes(receiver.pop_body)
             cmd = [sys.executable, __file__, "--floor-client", str(hook_port), str(args.rate),
-                   str(args.floor_duration), str(body_file)]  # fmt: skip
+                   str(args.floor_duration), str(body_file), args.floor_kind]  # fmt: skip
             before, at = cpu_seconds(agent), time.perf_counter()
             floor_proc = await asyncio.create_subprocess_exec(*cmd)
             if pin:
@@ -937,6 +954,7 @@ def summarize(
         "floor_ms": {"n": len(floor_ms), "p50": pct(floor_ms, 50), "p90": pct(floor_ms, 90),
                      "p99": p99_floor, "max": floor_ms[-1] if floor_ms else float("nan")},
         "p99_ratio": p99_pop / p99_floor if floor_ms else float("nan"),
+        "floor_kind": args.floor_kind,
         "agent_cpu_percent": 100 * agent_cpu,
         "bench_cpu_percent": 100 * bench_cpu,
         "rss_mib": {"start": mib[0] if mib else 0.0, "middle": mid[1],
@@ -991,7 +1009,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"{verdict(pop['p99'] <= 10)} |",
         f"| same trigger → `call.answered` received (the pop waits for it: same call, in order)"
         f" | {ms(ans['p50'])} | | {ms(ans['p99'])} | | {ans['n']:,} | |",
-        f"| bare POST (httpx keep-alive, same receiver, same body, same rate) | {ms(floor['p50'])}"
+        f"| bare POST ({r['floor_kind']} keep-alive client, same receiver, same body, same rate)"
+        f" | {ms(floor['p50'])}"
         f" | {ms(floor['p90'])} | {ms(floor['p99'])} | {ms(floor['max'])} | {floor['n']:,} | |",
         f"| pop ÷ bare POST | {x(pop['p50'] / floor['p50'])} | | **{x(r['p99_ratio'])}** | | |"
         f" p99 ≤ 5×: {verdict(r['p99_ratio'] <= 5) if floor['n'] else '—'} |",
@@ -1044,11 +1063,13 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (log, outbox)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--floor-client", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-kind", choices=("lean", "httpx"), default="lean",
+                        help="the bare POSTs' client: the agent's own (default) or httpx")
+    parser.add_argument("--floor-client", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_client:
-        port, rate, duration, body = args.floor_client
-        floor_client(int(port), float(rate), float(duration), body, seed=23)
+        port, rate, duration, body, kind = args.floor_client
+        floor_client(int(port), float(rate), float(duration), body, seed=23, kind=kind)
         return
     folder = Path(tempfile.mkdtemp(prefix="cti-e2e-"))
     try:
