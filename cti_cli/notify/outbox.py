@@ -83,6 +83,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+LOOP_CHECKPOINT_PAGES = 8000  # ≈ 32 MiB of WAL between checkpoints on the owner's thread
 _COLUMNS = "id, target, key, grp, event, body, created, expires_at, attempts"
 
 
@@ -215,10 +216,12 @@ class Outbox:
         db.execute("PRAGMA journal_mode = WAL").fetchone()
         db.execute("PRAGMA synchronous = NORMAL")
         if self._defer is not None:
-            # a checkpoint fsyncs the database file: never inside a commit on the agent's
-            # loop, where it stalled every pop behind it; the owner calls `checkpoint` from a
-            # thread instead
-            db.execute("PRAGMA wal_autocheckpoint = 0")
+            # A checkpoint fsyncs the database file: not after every ~1,000 pages inside a
+            # commit on the agent's loop. The owner calls `checkpoint` from a thread instead;
+            # this rarer one on the loop is what lets the WAL start over (a writer restarts it
+            # only when every frame has been copied back, never true while the thread's
+            # checkpoint races an always-open batch) and finds little left to copy.
+            db.execute(f"PRAGMA wal_autocheckpoint = {LOOP_CHECKPOINT_PAGES}")
         for step in range(version, SCHEMA_VERSION):
             db.execute("BEGIN IMMEDIATE")
             try:
