@@ -411,3 +411,24 @@ def test_due_matches_a_plain_model(
             assert box.depth("a") == sum(r.state == "pending" for r in rows.values())
     finally:
         box.close()
+
+
+def test_the_wal_stays_bounded_when_checkpoints_race_an_always_open_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the agent's loop always has a batch open while its thread checkpoints: SQLite restarts
+    # the WAL only when a writer begins after a complete checkpoint, so without the rare
+    # checkpoint on the owner's thread the file grew by every commit, forever
+    monkeypatch.setattr(outbox_module, "LOOP_CHECKPOINT_PAGES", 100)
+    path = tmp_path / "outbox.sqlite3"
+    box = Outbox(path, defer=lambda commit: None)
+    try:
+        for n in range(1500):
+            box.put(["a", "b"], f"k{n}", f"call{n % 50}", "call.ringing", b"x" * 300,
+                    now=T + n, expires_at=T + DAY)  # fmt: skip
+            box.checkpoint()  # the thread's, while the batch is open
+            box.commit()
+        wal = path.with_name(path.name + "-wal").stat().st_size
+    finally:
+        box.close()
+    assert wal < 2 * 100 * 4096 + 512 * 1024, f"WAL grew to {wal / 2**20:.1f} MiB"
