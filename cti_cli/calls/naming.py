@@ -45,18 +45,8 @@ class ExtensionMatcher:
         return ext or None
 
 
-def is_local(name: str) -> bool:
-    return name.startswith("Local/")
-
-
 def local_pair_base(name: str) -> str | None:
     """`Local/x@ctx-0001;2` -> `Local/x@ctx-0001`: the two halves of one Local channel share it."""
     if name.startswith("Local/") and name[-2:] in (";1", ";2"):
         return name[:-2]
     return None
-
-
-def bare_device(name: str) -> str:
-    """`SIP/101-0000002a` -> `SIP/101` (display fallback for non-operator parties)."""
-    head, sep, tail = name.rpartition("-")
-    return head if sep and tail and all(c in "0123456789abcdefABCDEF" for c in tail) else name
