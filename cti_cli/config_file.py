@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -27,7 +26,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from cti_cli import config_env
 from cti_cli.config_errors import ConfigError, describe_errors
 from cti_cli.config_model import Config
-from cti_cli.files import read_small
+from cti_cli.files import read_small, write_private
 
 CONFIG_SIZE_LIMIT = 1 << 20  # a real config is a few KiB
 
@@ -192,24 +191,7 @@ def save(path: Path, config: Config) -> None:
     text = tomli_w.dumps(to_toml_dict(config))
     path = write_target(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress_os_error():
-            os.unlink(tmp)
-        raise
-    with _suppress_os_error():
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    write_private(path, text.encode("utf-8"))
 
 
 class ConfigLocked(ConfigError):

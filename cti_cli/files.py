@@ -1,4 +1,5 @@
-"""Reading a small file that a user named: only a regular file, and only so much of it.
+"""Reading a small file that a user named (only a regular file, and only so much of it), and
+writing a private file so that a reader never sees half of it.
 
 A FIFO given as the config would block `open()` forever; `/dev/zero` would be read until the
 kernel kills us. `read_small` opens without blocking, refuses whatever is not a regular file and
@@ -7,9 +8,11 @@ stops reading past `limit` bytes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 _KINDS = (
@@ -56,3 +59,29 @@ def read_small(path: Path, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically: a 0600 temp file in the same folder, renamed over
+    the old one; `durable` also fsyncs the file and the folder (a config, secrets), which a
+    cache rewritten every second skips. Raises the `OSError`; no temp file is left behind."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)

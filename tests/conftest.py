@@ -7,6 +7,8 @@ pass silently. MariaDB is always a private mariadbd: no server needs to run on t
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -60,3 +62,22 @@ def lab() -> Iterator[Lab]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
+    """A test CA, and a server certificate it signed for localhost and 127.0.0.1 (openssl)."""
+    if shutil.which("openssl") is None:
+        unavailable("openssl not installed (apt-get install openssl)")
+    d = tmp_path_factory.mktemp("tls")
+    ca_key, ca, key, csr, cert = (d / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem"))
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
+        "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
+        "-out", str(csr))  # fmt: skip
+    ext = d / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    yield ca, cert, key

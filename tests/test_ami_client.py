@@ -6,15 +6,12 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import shutil
 import socket
 import ssl
-import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from needs import unavailable
 
 from cti_cli.ami.check import check_server
 from cti_cli.ami.client import AMIClient
@@ -511,24 +508,6 @@ async def test_backoff_starts_over_after_a_healthy_connection() -> None:
 
 
 # -- TLS --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
-    if shutil.which("openssl") is None:
-        unavailable("openssl not installed (apt-get install openssl)")
-    d = tmp_path_factory.mktemp("tls")
-    ca_key, ca, key, csr, cert = (d / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem"))
-    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
-        "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
-        "-out", str(csr))  # fmt: skip
-    ext = d / "ext.cnf"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
-    yield ca, cert, key
-
-
 @aio
 async def test_tls_with_and_without_ca_file(tls_files: tuple[Path, Path, Path]) -> None:
     ca, cert, key = tls_files

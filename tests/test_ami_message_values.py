@@ -32,3 +32,30 @@ def test_many_distinct_values_are_all_returned_exactly() -> None:
         assert msg.get("CallerIDName") == f"Пётр {i}"
     long_value = "Ё" * 5000
     assert Message(f"Event: UserEvent\r\nData: {long_value}".encode())["Data"] == long_value
+
+
+def test_a_repeated_header_reads_as_its_first_value_on_every_path() -> None:
+    raw = b"Event: VarSet\r\nChanVariable: A=1\r\nX: y\r\nChanVariable: B=2"
+    assert Message(raw).get("ChanVariable") == "A=1"
+    assert Message(raw)["ChanVariable"] == "A=1"
+    assert Message(raw).get("chanvariable") == "A=1"  # through the case-insensitive search
+    assert Message(raw).get_all("ChanVariable") == ["A=1", "B=2"]
+
+
+def test_a_name_looked_up_for_the_first_time_is_found() -> None:
+    for n in range(3):  # a name never asked before takes the slow path once
+        name = f"X-Unheard-Of-{n}-{id(object())}"
+        msg = Message(f"Event: UserEvent\r\n{name}: Пётр {n}".encode())
+        assert msg.get(name) == f"Пётр {n}"
+        assert msg[name.upper()] == f"Пётр {n}"
+
+
+def test_a_missing_header_names_itself_in_the_key_error() -> None:
+    msg = Message(b"Event: Hangup")
+    for name in ("Cause", f"Never-Asked-{id(msg)}"):
+        try:
+            msg[name]
+        except KeyError as exc:
+            assert exc.args == (name,)
+        else:
+            raise AssertionError(f"{name} found in {msg!r}")

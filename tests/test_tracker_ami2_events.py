@@ -275,3 +275,26 @@ def test_the_drop_notice_comes_at_the_first_drop_and_each_tenfold() -> None:
         "stopped following 1 call(s) that never hung up: 1 dropped as the oldest past [calls] "
         "max_active = 1, 0 silent for 2 h; they end as lost"
     )
+
+
+# -- attaching mid-call by the events that introduce a channel -----------------------------------
+@pytest.mark.parametrize("first", ["BridgeEnter", "BridgeLeave", "NewConnectedLine"])
+def test_an_operator_first_seen_in_a_bridge_event_is_answered(first: str) -> None:
+    """cti started while 101 talked: its first event is about the bridge, state Up."""
+    other = "1796155100.0"  # the caller's channel was never seen: nothing is known of it
+    out = track([
+        ev(first, snap(OP101, "1796155100.1", "6", linkedid=other, ConnectedLineNum="")),
+        ev("Hangup", snap(OP101, "1796155100.1", "6", linkedid=other), Cause="16"),
+    ])  # fmt: skip
+    assert seen(out) == [("ringing", "101"), ("answered", "101"), ("ended", "completed")]
+    assert (out[0].caller, out[0].caller_name, out[0].dialed) == ("", "", "")
+
+
+def test_a_dial_begin_introduces_both_of_its_channels() -> None:
+    out = track([
+        ev("DialBegin", snap(TRUNK, LINKED, "4"), snap(OP101, "1796155126.1", "5", "Dest")),
+        ev("Hangup", snap(OP101, "1796155126.1"), Cause="16"),
+        ev("Hangup", snap(TRUNK, LINKED, "4"), Cause="16"),
+    ])  # fmt: skip
+    assert seen(out) == [("ringing", "101"), ("ended", "cancelled")]
+    assert (out[0].caller, out[0].dialed) == ("+79165550101", "200")

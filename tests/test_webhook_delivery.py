@@ -819,27 +819,6 @@ async def test_a_proxy_in_the_environment_is_used(
     assert receiver.requests[0].path == "http://desk.invalid/cti/events"
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
-    import shutil
-    import subprocess
-
-    if shutil.which("openssl") is None:
-        pytest.fail("openssl not installed (apt-get install openssl)")
-    d = tmp_path_factory.mktemp("tls")
-    ca_key, ca, key, csr, cert = (d / n for n in ("ca.key", "ca.pem", "s.key", "s.csr", "s.pem"))
-    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Test CA",
-        "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
-        "-out", str(csr))  # fmt: skip
-    ext = d / "ext.cnf"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
-    yield ca, cert, key
-
-
 @aio
 async def test_https_is_verified_against_the_trust_store(
     receiver: Receiver,

@@ -22,11 +22,12 @@ import json
 import os
 import secrets
 import socket
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cti_cli.files import write_private
 
 FILE_NAME = "operators.json"
 TOKEN_CHARS = 43  # 32 bytes of HMAC-SHA256, base64url without padding
@@ -174,28 +175,10 @@ class TokenStore:
             "generations": dict(sorted(state.generations.items())),
         }
         text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
-        folder = self.path.parent
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
+            write_private(self.path, text.encode("utf-8"))
         except OSError as exc:
             raise TokenStoreError(f"cannot write {self.path}: {exc.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(text.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise TokenStoreError(f"cannot write {self.path}: {exc.strerror}") from None
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
 
 def _parse(raw: bytes) -> _State:

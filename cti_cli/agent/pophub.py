@@ -16,11 +16,8 @@ turns a `Subscription` into bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -29,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing
+from cti_cli.files import write_private
 
 log = logging.getLogger("cti.agent.pages")
 
@@ -381,22 +379,13 @@ class PopHub:
 
     def _write(self, raw: bytes) -> None:
         assert self.path is not None
-        folder = self.path.parent
-        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=folder)
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(raw)
-            os.replace(tmp, self.path)
+            write_private(self.path, raw, durable=False)
         except OSError as exc:
             if not self._save_failing:  # once, not on every pop while the disk is full
                 log.warning("operator pages: cannot save %s: %s (the pages keep working from "
                             "memory)", self.path, exc.strerror)  # fmt: skip
             self._save_failing = True
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
             return
         if self._save_failing:
             self._save_failing = False
