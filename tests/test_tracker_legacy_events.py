@@ -343,3 +343,28 @@ def test_a_transfer_of_channels_never_seen_is_not_reported() -> None:
            TransferExten="200"),
     ])  # fmt: skip
     assert transfers(out) == []
+
+
+# -- LocalBridge --------------------------------------------------------------------------------
+def test_local_bridge_joins_the_half_that_dialled_the_phone_to_the_callers_call() -> None:
+    """The `;1` half's Newchannel was not seen (cti started between the two), so the `;2` half
+    that dials 201 began a call of its own; LocalBridge says both halves are one channel."""
+    half1, half2 = "Local/201@from-internal-0001;1", "Local/201@from-internal-0001;2"
+    op201 = "SIP/201-00000004"
+    local_bridge = {"Channel1": half1, "Channel2": half2, "Uniqueid1": "9.2", "Uniqueid2": "9.3"}
+    out = track([
+        caller("9.1"),
+        newchannel(half2, "9.3"),
+        dial(TRUNK, "9.1", half1, "9.2"),
+        newchannel(op201, "9.4"),
+        dial(half2, "9.3", op201, "9.4"),
+        ev("LocalBridge", **local_bridge, Context="from-internal", LocalOptimization="No"),
+        ringing(op201, "9.4"),
+        up(op201, "9.4"),
+        hangup(op201, "9.4"),
+        hangup(half2, "9.3"),
+        hangup(half1, "9.2"),
+        hangup(TRUNK, "9.1"),
+    ])  # fmt: skip
+    assert seen(out) == [("ringing", "201"), ("answered", "201"), ("ended", "completed")]
+    assert {e.call_id for e in out} == {"9.1"} and out[0].caller_name == "Иван Петров"
