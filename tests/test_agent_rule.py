@@ -164,8 +164,11 @@ def test_sys_exit_or_keyboard_interrupt_in_a_rule_is_a_rule_error(tmp_path: Path
 def test_non_finite_numbers_become_null_so_the_body_stays_json(tmp_path: Path) -> None:
     import json
 
-    path = rule(tmp_path, "def on_call(call, cti):\n"
-                          "    cti.open_request_form(a=float('nan'), b=float('inf'), c=1.5)\n")
+    path = rule(
+        tmp_path,
+        "def on_call(call, cti):\n"
+        "    cti.open_request_form(a=float('nan'), b=float('inf'), c=1.5)\n",
+    )
     fields = run(path).opened[0]["fields"]
     assert fields == {"a": None, "b": None, "c": 1.5}
     json.dumps(fields, allow_nan=False)
@@ -226,3 +229,32 @@ def test_runs_reuse_their_threads_and_an_interrupt_never_hits_a_later_run(tmp_pa
     # quick runs share a few threads instead of starting one per pop (the event loop waits
     # for every thread start)
     assert len({o.opened[0]["fields"]["tid"] for o in fast}) <= 4
+
+
+def test_a_slow_rule_never_holds_up_the_event_loop(tmp_path: Path) -> None:
+    # The directory lookup inside the rule waits for something only the event loop does (here:
+    # a callback it runs 20 ms later). Were the rule run on the loop, or the loop blocked until
+    # the run ends, the lookup would give up after 1.5 s and the card would be missing.
+    path = rule(
+        tmp_path, "def on_call(call, cti):\n    cti.open_card(cti.find_employee(call.caller))\n"
+    )
+    import threading
+
+    answered = threading.Event()
+
+    def slow_find(number: str) -> dict[str, Any] | None:
+        return dict(EMPLOYEE) if answered.wait(1.5) else None
+
+    runner = RuleRunner(path, 2.0, slow_find)
+
+    async def three_calls() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.02, answered.set)
+        return list(await asyncio.gather(*(runner.run(CALL, OPERATOR) for _ in range(3))))
+
+    try:
+        outcomes = asyncio.run(three_calls())
+    finally:
+        runner.close()
+    assert [o.error for o in outcomes] == [None, None, None]
+    assert [o.opened for o in outcomes] == [[{"type": "employee_card", "employee": EMPLOYEE}]] * 3
