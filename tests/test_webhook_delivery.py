@@ -722,9 +722,7 @@ async def test_a_keep_alive_connection_closed_while_idle_costs_no_retry(
 
 
 @aio
-async def test_a_server_that_closes_without_answering_is_retried(
-    box: Outbox, clock: Clock
-) -> None:
+async def test_a_server_that_closes_without_answering_is_retried(box: Outbox, clock: Clock) -> None:
     async def handle(number: int, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:  # fmt: skip
         await server.read_request(number, reader)
@@ -1058,3 +1056,75 @@ async def test_many_deliveries_reuse_at_most_n_connections_and_leak_no_sockets(
     assert len(server.requests) == 200, "no request sent twice"
     assert most_open <= 4 and server.connections <= 110
     assert open_fds() <= before
+
+
+# (answer bytes, whether the server closes after it) → outcome, reason start, connection kept
+ANSWERS = {
+    "100 Continue first": (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        False, "delivered", None, True,
+    ),
+    "bare LF line ends": (
+        b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", False, "delivered", None, True,
+    ),
+    "HTTP/1.0, body ended by closing": (
+        b"HTTP/1.0 200 OK\r\n\r\nthanks", True, "delivered", None, False,
+    ),
+    "Connection: close": (
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", True,
+        "delivered", None, False,
+    ),
+    "chunked reason": (
+        b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"6\r\n\xd0\xbd\xd0\xb5\xd1\x82\r\n3\r\n: x\r\n0\r\n\r\n",
+        False, "dead", "HTTP 400: нет: x", True,
+    ),
+    "body cut short by closing": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", True, "retry",
+        "RemoteProtocolError: not an HTTP/1.1 answer: the server closed the connection before",
+        False,
+    ),
+    "not HTTP": (
+        b"SSH-2.0-OpenSSH_9.6\r\n", True, "retry", "RemoteProtocolError: not an HTTP/1.1", False,
+    ),
+    "bytes after the answer": (OK + b"HTTP/1.1 200 OK\r\n", False, "delivered", None, False),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(ANSWERS))
+@aio
+async def test_answers_as_servers_write_them(name: str, box: Outbox, clock: Clock) -> None:
+    answer, closes, outcome, reason, kept = ANSWERS[name]
+
+    async def handle(number: int, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        first = True
+        while True:
+            await server.read_request(number, reader)
+            writer.write(answer if first and number == 1 else OK)
+            await writer.drain()
+            if first and number == 1 and closes:
+                return
+            first = False
+
+    server = RawServer(handle)
+    url = await server.start()
+    h = Harness(Receiver.__new__(Receiver), box, clock, url=url, concurrency=1)
+    h.start()
+    h.put("k1", "g1")
+    await until(lambda: h.outcome("k1") is not None)
+    if outcome != "retry":  # (a retry pauses the target until its backoff, on a test clock)
+        h.put("k2", "g2")
+        await h.done("k2")
+    await h.close()
+    await server.close()
+    first = h.results[0]
+    assert (first.key, first.outcome) == ("k1", outcome)
+    if reason is None:
+        assert first.error is None
+    else:
+        assert (first.error or "").startswith(reason), first.error
+    if outcome != "retry":
+        assert h.outcome("k2") == "delivered"
+        # the next request went over the same connection only when the answer left it clean
+        assert [n for n, _ in server.requests] == ([1, 1] if kept else [1, 2])

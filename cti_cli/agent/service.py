@@ -298,8 +298,9 @@ class Agent:
 
     def stop(self) -> None:
         if not self._stopping.is_set():
-            log.info("stopping: no new events; flushing deliveries for up to %g s",
-                     SHUTDOWN_SECONDS)
+            log.info(
+                "stopping: no new events; flushing deliveries for up to %g s", SHUTDOWN_SECONDS
+            )
         self._stopping.set()
 
     async def _shutdown(self) -> None:
@@ -354,8 +355,10 @@ class Agent:
                 if not self._said_disabled:
                     self._said_disabled = True
                     if not config.enabled:
-                        log.info("integration disabled; holding no AMI connection "
-                                 "(cti enable switches it on)")
+                        log.info(
+                            "integration disabled; holding no AMI connection "
+                            "(cti enable switches it on)"
+                        )
                     elif self.several:
                         log.warning("connection parameters incomplete for %s; fix [[servers]]",
                                     ", ".join(incomplete))  # fmt: skip
@@ -418,13 +421,19 @@ class Agent:
         pbx.client = client
         handle = self._handle
         counts = self.metrics.events
-        async for event in client.events():
-            if self._stopping.is_set():
-                break
-            name = event.get("Event", "")
-            counts[name] = counts.get(name, 0) + 1
-            for call_event in pbx.tracker.feed(event):
-                handle(call_event, pbx)
+        stopping = self._stopping
+        batches = client.event_batches()
+        try:
+            async for batch in batches:
+                for event in batch:
+                    if stopping.is_set():
+                        return
+                    name = event.get("Event", "")
+                    counts[name] = counts.get(name, 0) + 1
+                    for call_event in pbx.tracker.feed(event):  # a config edit may swap it
+                        handle(call_event, pbx)
+        finally:
+            await batches.aclose()
 
     def _auth_hint(self, pbx: PbxSession) -> str:
         """How to fix a refused AMI login: the config is re-read live, no restart needed."""
@@ -479,7 +488,7 @@ class Agent:
         for group, rows in self.outbox.unfinished_calls(since=self.clock() - LIFECYCLE_TTL):
             if prefix and not group.startswith(prefix):
                 continue
-            call_id = group[len(prefix):]
+            call_id = group[len(prefix) :]
             if call_id in live:
                 continue
             ended = _lost_end(call_id, rows)
@@ -797,8 +806,11 @@ class Agent:
         path = self.outbox.path
         if change == "replaced":
             if self.outbox_file_error is None:
-                log.error("outbox: %s was replaced by another file while the agent runs; it "
-                          "goes on with the one it opened: restart it to use the new one", path)
+                log.error(
+                    "outbox: %s was replaced by another file while the agent runs; it "
+                    "goes on with the one it opened: restart it to use the new one",
+                    path,
+                )
             self.outbox_file_error = f"outbox {path} was replaced while running (restart)"
             return
         if self.outbox_file_error is None:
@@ -902,8 +914,14 @@ class Agent:
             self.metrics.pops.labels(result.outcome).inc()
         url = self._shown.get(result.target, "?")
         if result.event.startswith("zammad.") and (action := zammad_action(result.answer)):
-            log.info("%s %s → %s: Zammad answered action %r (Zammad acts on it itself; cti "
-                     "does not control the call)", result.event, result.key, url, action)
+            log.info(
+                "%s %s → %s: Zammad answered action %r (Zammad acts on it itself; cti "
+                "does not control the call)",
+                result.event,
+                result.key,
+                url,
+                action,
+            )
         if result.outcome == "delivered":
             pass  # cti.notify logs each delivery at debug level
         elif result.outcome == "retry":
@@ -1093,9 +1111,7 @@ class Agent:
             log.warning("the first PBX is now %s, the lease stays %s until a restart", pbxs[0],
                         self.pbx)  # fmt: skip
         servers_changed = new.server != old.server or new.servers != old.servers
-        self.sessions = self._sessions_for(
-            new, self.sessions, calls_changed=new.calls != old.calls
-        )
+        self.sessions = self._sessions_for(new, self.sessions, calls_changed=new.calls != old.calls)
         if new.rule != old.rule:
             self._setup_rule(new)
         if new.directory != old.directory:
@@ -1224,7 +1240,6 @@ class Agent:
         return Response(200, self.metrics.render(), CONTENT_TYPE)
 
 
-
 def _tracker(config: cfg.Config) -> CallTracker:
     return CallTracker(config.calls.extension_pattern, max_active=config.calls.max_active)
 
@@ -1267,9 +1282,11 @@ def _unusable(folder: Path, why: str) -> str:
         disk = os.statvfs(parent)
         if min(disk.f_bavail, disk.f_bfree) == 0 and "full" not in why and "space" not in why:
             why = f"{why} (its disk is full)"  # SQLite calls some of that "disk I/O error"
-    return (f"cannot write the agent's state folder {folder} ([agent] state_dir): {why}; make "
-            "it writable for the user the agent runs as (or free space on its disk), or set "
-            "[agent] state_dir to one that is")
+    return (
+        f"cannot write the agent's state folder {folder} ([agent] state_dir): {why}; make "
+        "it writable for the user the agent runs as (or free space on its disk), or set "
+        "[agent] state_dir to one that is"
+    )
 
 
 class StateDirBusy(Exception):
@@ -1293,5 +1310,3 @@ def _lock_state_dir(folder: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
-
-

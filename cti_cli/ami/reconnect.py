@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -181,6 +181,17 @@ class ReconnectingClient:
 
     async def events(self) -> AsyncIterator[Message]:
         """Every event from every connection until ``close()``."""
+        batches = self.event_batches()
+        try:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+        finally:
+            await batches.aclose()
+
+    async def event_batches(self) -> AsyncGenerator[list[Message], None]:
+        """Like ``events()``, as lists (one per socket read): a busy consumer saves two
+        ``async for`` steps per event (``AMIClient.event_batches``)."""
         attempt = 0
         while not self._stopped.is_set():
             self._notify("connecting")
@@ -199,12 +210,14 @@ class ReconnectingClient:
                 self._notify("connected")
                 loop = asyncio.get_running_loop()
                 since = loop.time()
+                batches = client.event_batches()
                 try:
-                    async for event in client.events():
-                        yield event
+                    async for batch in batches:
+                        yield batch
                 except AMIError as exc:
                     self._notify("error", error=exc.describe())
                 finally:
+                    await batches.aclose()
                     await self._drop()
                 if loop.time() - since >= self.healthy_after:
                     attempt = 0  # it was a good connection: the next try comes quickly

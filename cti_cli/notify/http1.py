@@ -1,4 +1,5 @@
-"""Keep-alive HTTP/1.1 POSTs to one origin: h11 for the protocol, an asyncio protocol for I/O.
+"""Keep-alive HTTP/1.1 POSTs to one origin: llhttp (httptools) reads the answers, an asyncio
+protocol does the I/O.
 
 Why not httpx here: a webhook delivery is always the same small POST to the same origin, and
 httpx spends ≈0.3 ms of CPU on each one (request/URL models, the connection pool's liveness
@@ -12,8 +13,12 @@ socket closed at once even with unsent bytes), so a server that never reads cost
 the timeout. Bytes that arrive while a connection is idle (an answer nobody asked for) retire it:
 they can never be taken for the next request's answer. An answer that arrives before the whole
 request was sent is read, even when the server then resets the connection (413 on a big body).
-Characters h11 refuses in the path and query (non-ASCII, spaces) are sent percent-encoded (UTF-8)
-as httpx does.
+Characters a request target may not hold (non-ASCII, spaces) are sent percent-encoded (UTF-8)
+as httpx does; a header name or value HTTP does not allow (CR, LF, NUL...) is never sent.
+
+Why llhttp and not h11 (which the agent's own HTTP server uses): the request is always the same
+shape, so it is written directly, and answers are parsed in C; h11's per-request event objects,
+state machine and validation were two thirds of this client's CPU (bench/e2e_latency.py).
 
 A request that fails on a *reused* connection before any byte of an answer arrived (the server
 closed it while idle: a race no client can avoid) is sent again once on a new connection; the
@@ -26,19 +31,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import ssl
 import urllib.request
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
-import h11
+import httptools
 
 READ_CHUNK = 65536  # reading pauses while this much waits for the exchange
 KEEP_BODY = 4096  # the start of an answer kept for reasons and Zammad's "reject"
 DRAIN_LIMIT = 65536  # read up to this much of a longer answer to keep the connection
 # kept as they are in a request target; anything else (non-ASCII, space, controls) is %-encoded
 _TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+# RFC 9110 field names (tokens) and values (no CR, LF, NUL or other controls but HTAB; no
+# whitespace at either end): what h11 enforces too
+_FIELD_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[ \t]*[\x21-\x7e\x80-\xff])*)?")
 
 
 class HttpError(Exception):
@@ -50,7 +60,7 @@ class ConnectError(HttpError):
 
 
 class CannotSend(HttpError):
-    """This request can never be sent as it is (a URL or header h11 refuses): not retried."""
+    """This request can never be sent as it is (a header HTTP does not allow): not retried."""
 
 
 class RemoteProtocolError(HttpError):
@@ -94,6 +104,8 @@ class Origin:
             host = host.encode("idna").decode("ascii")
         shown = f"[{host}]" if ":" in host else host
         host_header = shown if port == default else f"{shown}:{port}"
+        if not _FIELD_VALUE.fullmatch(host_header.encode("utf-8", "replace")):
+            raise ValueError("the URL's host has characters a Host header cannot carry")
         target = quote(parts.path or "/", safe=_TARGET_SAFE)
         if parts.query:
             target += "?" + quote(parts.query, safe=_TARGET_SAFE)
@@ -119,13 +131,12 @@ def proxy_for(url: str) -> str | None:
 
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection. What the server sends waits in ``inbox`` until the exchange
-    hands it to h11, and stays there after the connection is lost (a reset does not erase an
+    hands it to the parser, and stays there after the connection is lost (a reset does not erase an
     answer already received, as it would in a StreamReader)."""
 
-    __slots__ = ("_paused", "_waiter", "busy", "ended", "error", "h11", "inbox", "transport")
+    __slots__ = ("_paused", "_waiter", "busy", "ended", "error", "inbox", "transport")
 
     def __init__(self) -> None:
-        self.h11 = h11.Connection(h11.CLIENT)
         self.transport: asyncio.Transport | None = None
         self.inbox = bytearray()
         self.busy = False  # an exchange is under way: bytes from the server are expected
@@ -276,21 +287,7 @@ class PostClient:
     async def _exchange(
         self, connection: _Connection, body: bytes, headers: list[tuple[bytes, bytes]]
     ) -> Answer:
-        origin = self.origin
-        conn = connection.h11
-        head = [
-            (b"Host", origin.host_header),
-            (b"Content-Length", str(len(body)).encode()),
-            *headers,
-        ]
-        if origin.authorization is not None:
-            head.append((b"Authorization", origin.authorization))
-        try:
-            data = conn.send(h11.Request(method=b"POST", target=origin.target, headers=head))
-            data = (data or b"") + (conn.send(h11.Data(data=body)) or b"")
-            data += conn.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError as exc:  # a header value h11 refuses: never sent
-            raise CannotSend(str(exc)) from None
+        request = self._request(body, headers)
         transport = connection.transport
         if transport is None or not connection.usable():
             raise _Stale()
@@ -298,68 +295,160 @@ class PostClient:
         # no drain: the transport keeps what the socket does not take yet, the answer is awaited
         # meanwhile (an early one is read), and the caller's timeout bounds it all; a send error
         # loses the connection, which ends the wait below
-        transport.write(data)
-        response: h11.Response | None = None
-        kept = bytearray()
-        seen = 0
+        transport.write(request)
+        reader = _Reader()
+        parser = httptools.HttpResponseParser(reader)
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)  # bare LF, as h11
+        reader.parser = parser
         while True:
             try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                if response is None:  # stray bytes on an idle connection look like this, too
+                chunk = await connection.receive()
+            except OSError as exc:
+                if reader.status is None:
                     raise _Stale() from exc
-                raise RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    chunk = await connection.receive()
-                except OSError as exc:
-                    if response is None:
-                        raise _Stale() from exc
-                    raise RemoteProtocolError(str(exc) or type(exc).__name__) from exc
-                if not chunk and response is None:
+                raise RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+            if not chunk:  # the server closed the connection
+                if reader.status is None:
                     raise _Stale()
-                conn.receive_data(chunk)
-                continue
-            if isinstance(event, h11.Response):
-                response = event
-            elif isinstance(event, h11.InformationalResponse):
-                continue
-            elif isinstance(event, h11.Data):
-                seen += len(event.data)
-                if len(kept) < KEEP_BODY:
-                    kept += event.data[: KEEP_BODY - len(kept)]
-                if seen > DRAIN_LIMIT:  # a long answer: not worth reading to keep the line
-                    connection.close()
-                    break
-            elif isinstance(event, h11.EndOfMessage):
-                self._recycle(connection)
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                if response is None:
-                    raise _Stale()
+                if not reader.close_delimited():
+                    raise RemoteProtocolError(
+                        "not an HTTP/1.1 answer: the server closed the connection"
+                        " before the end of its answer"
+                    )
                 connection.close()  # an answer ended by closing: complete, not reusable
                 break
-        assert response is not None
-        return _answer(response, bytes(kept))
+            try:
+                parser.feed_data(chunk)
+            except httptools.HttpParserUpgrade:
+                raise RemoteProtocolError("not an HTTP/1.1 answer: it switched protocols") from None
+            except httptools.HttpParserError as exc:
+                if reader.complete:  # bytes after the answer: of no request of ours
+                    reader.reusable = False
+                elif reader.status is None:  # stray bytes on an idle connection look like this
+                    raise _Stale() from exc
+                else:
+                    raise RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}") from None
+            if reader.complete:
+                self._recycle(connection, reusable=reader.reusable)
+                break
+            if reader.seen > DRAIN_LIMIT:  # a long answer: not worth reading to keep the line
+                connection.close()
+                break
+        assert reader.status is not None
+        return Answer(
+            reader.status,
+            bytes(reader.reason).decode("latin-1"),
+            reader.location,
+            reader.retry_after,
+            bytes(reader.kept),
+        )
 
-    def _recycle(self, connection: _Connection) -> None:
-        conn = connection.h11
+    def _request(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The whole request, head and body; CannotSend for a header HTTP does not allow."""
+        origin = self.origin
+        parts = [
+            b"POST ", origin.target, b" HTTP/1.1\r\nHost: ", origin.host_header,
+            b"\r\nContent-Length: ", str(len(body)).encode(),
+        ]  # fmt: skip
+        for name, value in headers:
+            if name not in _GOOD_NAMES:
+                if not _FIELD_NAME.fullmatch(name):
+                    raise CannotSend(f"invalid header name {name!r}")
+                if len(_GOOD_NAMES) < 64:
+                    _GOOD_NAMES.add(name)
+            if not _FIELD_VALUE.fullmatch(value):
+                raise CannotSend(f"illegal header value {value!r}")
+            parts += (b"\r\n", name, b": ", value)
+        if origin.authorization is not None:
+            parts += (b"\r\nAuthorization: ", origin.authorization)
+        parts += (b"\r\n\r\n", body)
+        return b"".join(parts)
+
+    def _recycle(self, connection: _Connection, *, reusable: bool) -> None:
         transport = connection.transport
         if (
-            not self._closed
-            and conn.our_state is h11.DONE
-            and conn.their_state is h11.DONE
+            reusable
+            and not self._closed
             and connection.usable()
             and transport is not None
             and not transport.get_write_buffer_size()  # an early answer: the body is still going
             and not connection.inbox
-            and not conn.trailing_data[0]  # bytes after the answer: of no request of ours
         ):
-            conn.start_next_cycle()
             connection.busy = False
             self._idle.append(connection)
         else:
             connection.close()
+
+
+_GOOD_NAMES: set[bytes] = set()  # header names already checked (the same few on every request)
+
+
+class _Reader:
+    """The parser's callbacks for one exchange: the final answer's status, the two headers
+    the deliverer reads, and the start of the body. Informational (1xx) answers are skipped."""
+
+    __slots__ = (
+        "complete", "framed", "kept", "location", "parser", "reason", "retry_after", "reusable",
+        "seen", "status",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.status: int | None = None  # set once the final answer's head is complete
+        self.reason = bytearray()
+        self.location: str | None = None
+        self.retry_after: str | None = None
+        self.framed = False  # Content-Length or Transfer-Encoding: not ended by closing
+        self.kept = bytearray()
+        self.seen = 0
+        self.complete = False
+        self.reusable = False
+
+    def close_delimited(self) -> bool:
+        """The answer's body runs to the end of the connection (so closing completes it)."""
+        status = self.status
+        return status is not None and not self.framed and status not in (204, 304)
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer in the same bytes: of no request of ours
+            self.reusable = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+        elif lower == b"location" and self.location is None:
+            self.location = value.decode("latin-1")
+        elif lower == b"retry-after" and self.retry_after is None:
+            self.retry_after = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        status = self.parser.get_status_code()
+        if status >= 200 and self.status is None:
+            self.status = status
+
+    def on_body(self, body: bytes) -> None:
+        if self.status is None or self.complete:
+            return
+        self.seen += len(body)
+        if len(self.kept) < KEEP_BODY:
+            self.kept += body[: KEEP_BODY - len(self.kept)]
+
+    def on_message_complete(self) -> None:
+        if self.complete:
+            return
+        if self.status is None:  # an informational answer (100 Continue): the real one follows
+            self.reason.clear()
+            self.location = self.retry_after = None
+            self.framed = False
+            return
+        assert self.parser is not None
+        self.complete = True
+        self.reusable = self.parser.should_keep_alive()
 
 
 class _Stale(Exception):
@@ -368,24 +457,8 @@ class _Stale(Exception):
 
 def _failure(stale: _Stale) -> RemoteProtocolError:
     cause = stale.__cause__
-    if isinstance(cause, h11.RemoteProtocolError):
+    if isinstance(cause, httptools.HttpParserError):
         return RemoteProtocolError(f"not an HTTP/1.1 answer: {cause}")
     if cause is not None:
         return RemoteProtocolError(str(cause) or type(cause).__name__)
     return RemoteProtocolError("the server closed the connection without an answer")
-
-
-def _answer(response: h11.Response, body: bytes) -> Answer:
-    location = retry_after = None
-    for name, value in response.headers:
-        if name == b"location" and location is None:
-            location = value.decode("latin-1")
-        elif name == b"retry-after" and retry_after is None:
-            retry_after = value.decode("latin-1")
-    return Answer(
-        response.status_code,
-        response.reason.decode("latin-1"),
-        location,
-        retry_after,
-        body,
-    )
