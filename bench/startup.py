@@ -8,7 +8,9 @@ prints the median and the spread side by side. Goal: `cti --help` and `cti show`
 Output goes to /dev/null, as into a pipe: no colours. `cti show (colours)` is the same command
 with FORCE_COLOR=1, what a terminal pays: rich then highlights the rule as Python. `typer, one
 bare command` is the floor of any `cti` command: a typer app whose command does nothing (typer
-0.29 imports pydantic to coerce option values, whatever the command).
+0.29 imports pydantic to coerce option values, whatever the command). `pydantic model + rich
+console` is the floor of `cti show` without typer: validate a two-field pydantic model and print
+one line through rich.
 
     .venv/bin/python bench/startup.py            # N = 21
     .venv/bin/python bench/startup.py -n 51 --markdown
@@ -59,12 +61,27 @@ def bare() -> None:
 app()
 """
 
+# What `cti show` cannot do without: validate a (tiny) pydantic model and print through rich.
+PYDANTIC_AND_RICH = """\
+import pydantic
+from rich.console import Console
+
+
+class Server(pydantic.BaseModel):
+    host: str
+    port: int = 5038
+
+
+Console().print(Server.model_validate({"host": "pbx"}).host)
+"""
+
 
 def commands(folder: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     """name → (argv, variables added to the environment)."""
     return {
         "python -c pass": ([sys.executable, "-c", "pass"], {}),
         "typer, one bare command": ([sys.executable, str(folder / "bare.py"), "bare"], {}),
+        "pydantic model + rich console": ([sys.executable, str(folder / "floor.py")], {}),
         "cti --help": ([str(BIN / "cti"), "--help"], {}),
         "cti show": ([str(BIN / "cti"), "show"], {}),
         "cti show (colours)": ([str(BIN / "cti"), "show"], {"FORCE_COLOR": "1"}),
@@ -86,6 +103,7 @@ def measure(rounds: int) -> dict[str, list[float]]:
         conf.write_text(CONFIG, "utf-8")
         conf.chmod(0o600)
         (Path(folder) / "bare.py").write_text(BARE_TYPER_APP, "utf-8")
+        (Path(folder) / "floor.py").write_text(PYDANTIC_AND_RICH, "utf-8")
         skip = ("CTI_", "PYTHON", "FORCE_COLOR", "NO_COLOR")
         env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
         env["CTI_CONFIG"] = str(conf)
