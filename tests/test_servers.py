@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,33 @@ def test_watch_shows_several_pbxs_on_one_board_with_a_pbx_column() -> None:
     assert call_json(ringing, "branch").startswith('{"pbx": "branch", "event": "ringing"')
     assert call_line(ringing, pbx="branch").split("  ")[1:3] == ["branch", "ringing"]
     assert call_line(ringing).split("  ")[1] == "ringing"
+
+
+def test_show_lists_every_pbx_with_its_password_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cti_cli.cli.app import _register, app
+
+    for name in [n for n in os.environ if n.startswith("CTI_")]:
+        monkeypatch.delenv(name)
+    path = tmp_path / "cti.toml"
+    path.write_text(SERVERS.replace('password = "b"', 'password = "branch-secret"'), "utf-8")
+    path.chmod(0o600)
+    _register()
+    runner = CliRunner()
+    human = runner.invoke(app, ["--config", str(path), "show"], env={"COLUMNS": "120"})
+    assert human.exit_code == 0, human.output
+    rows = [line for line in human.stdout.splitlines() if "10.0." in line]
+    assert len(rows) == 2
+    assert "main" in rows[0] and "10.0.0.5" in rows[0] and "5038" in rows[0]
+    assert "branch-2" in rows[1] and "10.0.1.5" in rows[1] and "5039" in rows[1]
+    assert "branch-secret" not in human.stdout and "••••••" in rows[1]
+    data = json.loads(runner.invoke(app, ["--config", str(path), "show", "--json"]).stdout)
+    assert [(s["name"], s["host"], s["password"]) for s in data["servers"]] == [
+        ("main", "10.0.0.5", "••••••"), ("branch-2", "10.0.1.5", "••••••")
+    ]  # fmt: skip
+    assert "branch-secret" not in json.dumps(data)

@@ -25,6 +25,11 @@ def page_data(config: Config, path: Path) -> dict[str, Any]:
     """Everything `show` displays, as plain data; no secret leaves this function."""
     server = config.server.model_dump()
     server["password"] = masked(config.server.password.get_secret_value())
+    servers = []
+    for entry in config.servers:  # several PBXs: each its own connection
+        one = entry.model_dump()
+        one["password"] = masked(entry.password.get_secret_value())
+        servers.append(one)
     rule: dict[str, Any] = config.rule.model_dump()
     rule["source"] = None
     rule["error"] = None
@@ -37,6 +42,7 @@ def page_data(config: Config, path: Path) -> dict[str, Any]:
         "config_file": str(path),
         "enabled": config.enabled,
         "server": server,
+        "servers": servers,
         "teams": [t.model_dump() for t in config.teams],
         "rule": rule,
         "cdr": config.cdr.model_dump(),
@@ -165,12 +171,16 @@ def render(data: dict[str, Any], *, highlight: bool = True) -> list[RenderableTy
         if status["ami_version"]
         else "never checked; run cti enable"
     )
-    connection = _kv([
-        ("type", s["type"]), ("host", _unset(s["host"])), ("port", str(s["port"])),
-        ("login", _unset(s["login"])), ("password", s["password"] or "(not set)"),
-        ("tls", "on" if s["tls"] else "off"), ("cafile", _unset(s["cafile"])),
-        ("auth", s["auth"]), ("timeout", f"{s['timeout']:g} s"), ("server seen", seen),
-    ])  # fmt: skip
+    connection: RenderableType
+    if data.get("servers"):
+        connection = Group(_servers_table(data["servers"]), _kv([("servers seen", seen)]))
+    else:
+        connection = _kv([
+            ("type", s["type"]), ("host", _unset(s["host"])), ("port", str(s["port"])),
+            ("login", _unset(s["login"])), ("password", s["password"] or "(not set)"),
+            ("tls", "on" if s["tls"] else "off"), ("cafile", _unset(s["cafile"])),
+            ("auth", s["auth"]), ("timeout", f"{s['timeout']:g} s"), ("server seen", seen),
+        ])  # fmt: skip
     rule = data["rule"]
     rule_parts: list[RenderableType] = [
         _kv(
@@ -223,6 +233,18 @@ def render(data: dict[str, Any], *, highlight: bool = True) -> list[RenderableTy
         _panel("Agent and directory", service),
         _panel("Call records", records),
     ]
+
+
+def _servers_table(servers: list[dict[str, Any]]) -> Table:
+    """`[[servers]]`: one row per PBX, in the order the agent connects to them."""
+    table = Table("pbx", "type", "host", "port", "login", "password", "tls", "auth")
+    for one in servers:
+        table.add_row(
+            plain(one["name"]), one["type"], plain(_unset(one["host"])), str(one["port"]),
+            plain(_unset(one["login"])), one["password"] or "(not set)",
+            "on" if one["tls"] else "off", one["auth"],
+        )  # fmt: skip
+    return table
 
 
 def _panel(title: str, body: RenderableType) -> Panel:
