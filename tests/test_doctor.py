@@ -288,5 +288,27 @@ def test_a_check_that_breaks_becomes_its_own_fail_line(monkeypatch: pytest.Monke
     monkeypatch.setattr(local, "directory_check", broken)
     checks = local.blocking_checks(_config(agent={"listen": f"127.0.0.1:{free_port()}"}))
     assert [(c.id, c.status) for c in checks] == [
-        ("directory", "FAIL"), ("webhooks", "OK"), ("cdr.dbaccess", "WARN"), ("agent", "WARN")]
+        ("directory", "FAIL"),
+        ("webhooks", "OK"),
+        ("cdr.dbaccess", "WARN"),
+        ("agent", "WARN"),
+    ]
     assert checks[0].detail == "could not be checked: RuntimeError: boom"
+
+
+def test_every_pbx_of_servers_is_checked_and_named(tmp_path: Path) -> None:
+    path = tmp_path / "cti.toml"
+    port = free_port()
+    write_config(path, {"servers": [
+        {"name": "main", "host": "127.0.0.1", "port": port, "login": "cti", "password": "pw"},
+        {"name": "branch-2", "host": "127.0.0.1", "login": "cti"},
+    ]})  # fmt: skip
+    code, out, err = doctor(path, "--json", "--sample", "0.2")
+    assert code == 1 and "Traceback" not in err
+    ami = [c for c in json.loads(out)["checks"] if c["id"] == "ami.server"]
+    assert [(c["name"], c["status"]) for c in ami] == [
+        ("AMI server (main)", "FAIL"), ("AMI server (branch-2)", "FAIL")
+    ]  # fmt: skip
+    assert ami[0]["detail"].startswith("connection refused")
+    assert "[[servers]] main port" in ami[0]["fix"]
+    assert ami[1]["detail"] == "[[servers]] branch-2 password not set; AMI not checked"

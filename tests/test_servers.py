@@ -218,3 +218,12 @@ def test_show_lists_every_pbx_with_its_password_masked(
         ("main", "10.0.0.5", "••••••"), ("branch-2", "10.0.1.5", "••••••")
     ]  # fmt: skip
     assert "branch-secret" not in json.dumps(data)
+
+
+def test_status_names_every_pbx(tmp_path: Path) -> None:
+    from cti_cli.cli.status_cmd import gather
+
+    config = load(
+        tmp_path, SERVERS + f'\n[agent]\nlisten = "127.0.0.1:1"\nstate_dir = "{tmp_path}"\n'
+    )
+    assert gather(config)["server"] == "main 10.0.0.5:5038, branch-2 10.0.1.5:5039"

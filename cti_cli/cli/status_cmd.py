@@ -12,6 +12,13 @@ import typer
 from cti_cli.cli.common import console, load_config
 
 
+def _servers(config: Any) -> str | None:
+    """`host:port`, or with `[[servers]]` every PBX as `name host:port`, comma-separated."""
+    if config.servers:
+        return ", ".join(f"{s.name} {s.host or '(no host)'}:{s.port}" for s in config.servers)
+    return f"{config.server.host}:{config.server.port}" if config.server.host else None
+
+
 def gather(config: Any) -> dict[str, Any]:
     """Everything `status` shows, as plain data (no secret, no caller number)."""
     import httpx
@@ -21,7 +28,7 @@ def gather(config: Any) -> dict[str, Any]:
 
     data: dict[str, Any] = {
         "enabled": config.enabled,
-        "server": f"{config.server.host}:{config.server.port}" if config.server.host else None,
+        "server": _servers(config),
         "asterisk_version": config.status.asterisk_version,
         "ami_version": config.status.ami_version,
     }

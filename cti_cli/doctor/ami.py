@@ -16,6 +16,7 @@ import contextlib
 import re
 import ssl
 from collections import Counter
+from dataclasses import replace
 
 from cti_cli.ami.check import read_classes_from_command, read_classes_from_config
 from cti_cli.ami.client import AMIClient
@@ -30,7 +31,7 @@ from cti_cli.ami.errors import (
     TLSError,
 )
 from cti_cli.ami.versions import asterisk_from_ami
-from cti_cli.config import Config
+from cti_cli.config import Config, ServerConfig
 from cti_cli.doctor import Check, fail, ok, warn
 
 NEEDED_CLASSES = ("call", "agent")
@@ -79,20 +80,20 @@ def filter_lines(noise: Counter[str], asterisk_version: str) -> list[str]:
     return lines
 
 
-def _connect_fix(exc: AMIError) -> str:
+def _connect_fix(exc: AMIError, section: str = "[server]") -> str:
     if isinstance(exc, NameNotResolved):
-        return "Correct [server] host (cti configure --host …) or the DNS name."
+        return f"Correct {section} host (cti configure --host …) or the DNS name."
     if isinstance(exc, ConnectionRefused):
-        return ("Start Asterisk, or correct [server] port; manager.conf needs enabled = yes and a "
-                "bindaddr this host can reach.")  # fmt: skip
+        return (f"Start Asterisk, or correct {section} port; manager.conf needs enabled = yes "
+                "and a bindaddr this host can reach.")  # fmt: skip
     if isinstance(exc, ConnectTimeout):
-        return "Check [server] host and port, and the firewalls between this host and the PBX."
+        return f"Check {section} host and port, and the firewalls between this host and the PBX."
     if isinstance(exc, TLSError):
-        return ("Set [server] cafile to the CA that signed the AMI certificate "
+        return (f"Set {section} cafile to the CA that signed the AMI certificate "
                 "(cti configure --cafile), or check tls and the port.")  # fmt: skip
     if isinstance(exc, NotAMIServer):
-        return "Point [server] port at the AMI port (manager.conf port, usually 5038)."
-    return "Check the [server] settings (cti configure) and that Asterisk runs."
+        return f"Point {section} port at the AMI port (manager.conf port, usually 5038)."
+    return f"Check the {section} settings (cti configure) and that Asterisk runs."
 
 
 async def _read_classes(client: AMIClient, login: str) -> tuple[str, ...] | None:
@@ -160,8 +161,12 @@ def _permissions(login: str, classes: tuple[str, ...] | None) -> Check:
     fix = (f"Add {','.join(missing)} to read= in manager.conf [{login}] "
            "and run 'manager reload' in the Asterisk CLI.")  # fmt: skip
     if "call" in missing:
-        return fail("ami.permissions", name,
-                    f"read={shown}: no call events reach cti, so it never sees a call", fix)
+        return fail(
+            "ami.permissions",
+            name,
+            f"read={shown}: no call events reach cti, so it never sees a call",
+            fix,
+        )
     if missing:
         return warn("ami.permissions", name,
                     f"read={shown}: no agent events (queue members are followed through Dial "
@@ -213,15 +218,33 @@ def _events(counts: Counter[str], seconds: float, asterisk: str) -> Check:
 
 
 async def ami_checks(config: Config, sample: float) -> list[Check]:
-    """AMI server, login, versions, permissions, events — stopping at the first failure."""
-    server = config.server
+    """AMI server, login, versions, permissions, events — stopping at the first failure; with
+    `[[servers]]`, for every PBX (checked at the same time), each line naming its PBX."""
+    if not config.servers:
+        return await _server_checks(config, config.server, sample, "[server]")
+    found = await asyncio.gather(*(
+        _server_checks(config, entry, sample, f"[[servers]] {entry.name}")
+        for entry in config.servers
+    ))  # fmt: skip
+    return [
+        replace(check, name=f"{check.name} ({entry.name})")
+        for entry, checks in zip(config.servers, found, strict=True)
+        for check in checks
+    ]
+
+
+async def _server_checks(
+    config: Config, server: ServerConfig, sample: float, section: str
+) -> list[Check]:
     secret = server.password.get_secret_value()
     missing = [k for k, v in (("host", server.host), ("login", server.login),
                               ("password", secret)) if not v]  # fmt: skip
     if missing:
         return [fail(
-            "ami.server", "AMI server", f"[server] {', '.join(missing)} not set; AMI not checked",
-            "Set them with cti configure --host … --login … --password-stdin.",
+            "ami.server", "AMI server",
+            f"{section} {', '.join(missing)} not set; AMI not checked",
+            "Set them with cti configure --host … --login … --password-stdin."
+            if section == "[server]" else f"Set them in the config file's {section} entry.",
         )]  # fmt: skip
     where = f"{server.host}:{server.port}"
     client = AMIClient(reply_timeout=server.timeout, max_queued_events=200_000)
@@ -233,24 +256,31 @@ async def ami_checks(config: Config, sample: float) -> list[Check]:
         except AMIError as exc:
             return [fail("ami.server", "AMI server",
                          f"{exc.describe()}; login, permissions and events not checked",
-                         _connect_fix(exc))]  # fmt: skip
-        except (OSError, ssl.SSLError) as exc:  # [server] cafile missing or not PEM
+                         _connect_fix(exc, section))]  # fmt: skip
+        except (OSError, ssl.SSLError) as exc:  # the cafile is missing or not PEM
             return [fail("ami.server", "AMI server",
-                         f"[server] cafile {server.cafile}: {getattr(exc, 'strerror', None) or exc}"
-                         "; login, permissions and events not checked",
-                         "Point [server] cafile at the PEM file of the CA that signed the AMI "
+                         f"{section} cafile {server.cafile}: "
+                         f"{getattr(exc, 'strerror', None) or exc}; "
+                         "login, permissions and events not checked",
+                         f"Point {section} cafile at the PEM file of the CA that signed the AMI "
                          "certificate (cti configure --cafile PATH).")]  # fmt: skip
         how = "TLS, certificate verified" if server.tls else "TCP"
         out.append(ok("ami.server", "AMI server", f"{where} answers ({banner}, {how})"))
         try:
             await client.login(server.login, secret, auth=server.auth, events="on")
         except AMIError as exc:
-            fix = (f"Correct [server] login or password (cti configure --password-stdin), or "
+            fix = (f"Correct {section} login or password (cti configure --password-stdin), or "
                    f"the permit= of [{server.login}] in manager.conf.")  # fmt: skip
             if not isinstance(exc, AuthenticationFailed):
-                fix = "Check the AMI user in manager.conf and the [server] settings."
-            out.append(fail("ami.login", "AMI login",
-                            f"{exc.describe()}; permissions and events not checked", fix))
+                fix = f"Check the AMI user in manager.conf and the {section} settings."
+            out.append(
+                fail(
+                    "ami.login",
+                    "AMI login",
+                    f"{exc.describe()}; permissions and events not checked",
+                    fix,
+                )
+            )
             return out
         out.append(ok("ami.login", "AMI login", f"logged in as {server.login!r} ({server.auth})"))
         check, asterisk = await _versions(client, config)
@@ -268,8 +298,14 @@ async def ami_checks(config: Config, sample: float) -> list[Check]:
             await client.logoff(timeout=2.0)
         return out
     except AMIError as exc:
-        out.append(fail("ami.session", "AMI session", exc.describe(),
-                        "Check the Asterisk log and the network, then run cti doctor again."))
+        out.append(
+            fail(
+                "ami.session",
+                "AMI session",
+                exc.describe(),
+                "Check the Asterisk log and the network, then run cti doctor again.",
+            )
+        )
         return out
     finally:
         await client.close()
