@@ -57,7 +57,7 @@ def on_dial(t: CallTracker, ev: Event, out: Out) -> None:
     if src is None:
         return
     if sub == "End":
-        t._dial_result(src, None, ev.get("DialStatus", ""))
+        t._dial_result(src, None, ev.get("DialStatus"))
         return
     if sub not in (None, "Begin"):
         return
@@ -112,12 +112,12 @@ def on_masquerade(t: CallTracker, ev: Event, out: Out) -> None:
 
 def agent_called(t: CallTracker, ev: Event, out: Out) -> None:
     """1.x `AgentCalled`: the caller by Uniqueid or `ChannelCalling`, the member by name."""
-    caller = t._chans.get(ev.get("Uniqueid", "")) or t._by_name(ev.get("ChannelCalling"))
+    caller = t._known(ev.get("Uniqueid")) or t._by_name(ev.get("ChannelCalling"))
     t._queue_member(ev, out, caller, t._by_name(ev.get("DestinationChannel")))
 
 
 def agent_connect_member(t: CallTracker, ev: Event, out: Out) -> Chan | None:
     """1.x `AgentConnect`: Uniqueid is the caller, Channel/BridgedChannel the member."""
-    caller = t._chans.get(ev.get("Uniqueid", ""))
+    caller = t._known(ev.get("Uniqueid"))
     member = t._by_uid_or_name(ev.get("BridgedChannel"), ev.get("Channel"))
     return t._queue_member(ev, out, caller, member)

@@ -103,7 +103,7 @@ def _state_of(ev: Event, prefix: str = "") -> str | None:
 
 def _remember(recent: dict[str, None], key: str) -> None:
     """Add to a bounded insertion-ordered set, forgetting the oldest entry when full."""
-    recent[key] = None
+    recent[key] = None  # pragma: no mutate (a set: the values are never read)
     if len(recent) > _ENDED_MEMORY:
         del recent[next(iter(recent))]
 
@@ -112,7 +112,7 @@ def _queue_of(entry: Event) -> str | None:
     """The queue a `CoreShowChannel` caller waits in (`Application: Queue`, data `name,opts`)."""
     if entry.get("Application") != "Queue":
         return None
-    return entry.get("ApplicationData", "").split(",", 1)[0].strip() or None
+    return entry.get("ApplicationData", "").partition(",")[0].strip() or None
 
 
 def _seconds(duration: str | None) -> int | None:
@@ -264,11 +264,9 @@ class CallTracker:
 
     def active_calls(self) -> list[CallView]:
         """Snapshot of the calls in progress, oldest first."""
-        views: dict[int, CallView] = {}
-        for call in self._calls.values():
-            if id(call) in views:
-                continue
-            views[id(call)] = CallView(
+        calls = {id(call): call for call in self._calls.values()}  # a merged call once
+        return [
+            CallView(
                 call_id=call.call_id,
                 caller=call.caller,
                 caller_name=call.caller_name,
@@ -280,15 +278,15 @@ class CallTracker:
                 started=call.start_ts,
                 uniqueid=call.caller_uid,
             )
-        return list(views.values())
+            for call in calls.values()
+        ]
 
     # ------------------------------------------------------------------ events: Asterisk 12+
 
     def _on_newstate(self, ev: Event, out: Out) -> None:
         chan = self._observe(ev, out)
         if chan is not None:
-            st = ev.get("ChannelState")
-            self._apply_state(chan, _state_of(ev) if st is None else st, ev, out)
+            self._apply_state(chan, _state_of(ev), ev, out)
 
     def _on_callerid(self, ev: Event, out: Out) -> None:
         chan = self._observe(ev, out)
@@ -318,7 +316,7 @@ class CallTracker:
         self._forget(chan)
         call = chan.call
         if chan.uid == call.caller_uid:
-            call.caller_cause = ev.get("Cause", "")
+            call.caller_cause = ev.get("Cause")  # absent: like a normal clearing
         if not call.chans:
             self._end(call, ev, out)
 
@@ -334,10 +332,10 @@ class CallTracker:
     def _on_dial_end(self, ev: Event, out: Out) -> None:
         src = self._observe(ev, out)
         dest = self._observe_dest(ev, out, src)
-        self._dial_result(src, dest, ev.get("DialStatus", ""))
+        self._dial_result(src, dest, ev.get("DialStatus"))
 
     @staticmethod
-    def _dial_result(src: Chan | None, dest: Chan | None, status: str) -> None:
+    def _dial_result(src: Chan | None, dest: Chan | None, status: str | None) -> None:
         call = src.call if src is not None else dest.call if dest is not None else None
         if call is None or not status:
             return
@@ -352,7 +350,11 @@ class CallTracker:
             call.answered = True  # a trunk / mobile / non-operator party took the call
 
     def _on_queue_join(self, ev: Event, out: Out) -> None:
-        chan = self._observe(ev, out)
+        self._queue_from(self._observe(ev, out), ev)
+
+    @staticmethod
+    def _queue_from(chan: Chan | None, ev: Event) -> None:
+        """`chan`'s call waits in the event's `Queue`, unless it was in one already."""
         queue = ev.get("Queue")
         if chan is not None and queue and chan.call.queue is None:
             chan.call.queue = queue
@@ -369,11 +371,13 @@ class CallTracker:
             legacy.agent_called(self, ev, out)
             return
         caller = self._observe(ev, out)
+        self._queue_from(caller, ev)  # before the member's first events, which name it
         self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
 
     def _on_agent_connect(self, ev: Event, out: Out) -> None:
         if "DestUniqueid" in ev:  # Channel is the caller, Dest* the member
             caller = self._observe(ev, out)
+            self._queue_from(caller, ev)
             member = self._queue_member(ev, out, caller, self._observe_dest(ev, out, caller))
         else:
             member = legacy.agent_connect_member(self, ev, out)
@@ -385,9 +389,7 @@ class CallTracker:
     ) -> Chan | None:
         """Shared by AgentCalled/AgentConnect: tie the member to the caller's call, name it."""
         if caller is not None:
-            queue = ev.get("Queue")
-            if queue and caller.call.queue is None:
-                caller.call.queue = queue
+            self._queue_from(caller, ev)
             if member is not None and member.call is not caller.call and not ev.get("Linkedid"):
                 self._merge(member.call, caller.call, ev, out)
         if member is not None and member.ext is None and member.local:
@@ -496,8 +498,12 @@ class CallTracker:
         call = Call(key, key, self._seq)
         call.touched = self._tick
         self._calls[key] = call
-        self._live[call] = None
+        self._live[call] = None  # pragma: no mutate (an ordered set: values never read)
         return call
+
+    def _known(self, uid: str | None) -> Chan | None:
+        """The channel we know by Uniqueid `uid` (a header's value, None when absent)."""
+        return self._chans.get(uid or "")
 
     def _by_name(self, name: str | None) -> Chan | None:
         uid = self._names.get(name) if name else None
@@ -517,6 +523,8 @@ class CallTracker:
         name = ev.get(prefix + "CallerIDName")
         if name is not None:
             call.caller_name = "" if name == "<unknown>" else name
+
+    _state_in = staticmethod(_state_of)  # for the handlers of `transfers`
 
     def _apply_state(self, chan: Chan, st: str | None, ev: Event, out: Out) -> None:
         if st is not None and st != chan.state:
@@ -599,11 +607,11 @@ class CallTracker:
         """Move every channel and key of `gone` into `keep` (`gone` ends if it was shown)."""
         if gone.emitted:
             self._emit_end(gone, ev, out)
-        for chan in list(gone.chans.values()):
-            self._move(chan, keep, ev, out)
-        if keep.queue is None:
+        if keep.queue is None:  # before the moves: the events they replay name the queue
             keep.queue = gone.queue
         keep.abandoned = keep.abandoned or gone.abandoned
+        for chan in list(gone.chans.values()):
+            self._move(chan, keep, ev, out)
         keep.touched = max(keep.touched, gone.touched)
         self._live.pop(gone, None)
         for key in (gone.call_id, *gone.aliases):

@@ -43,8 +43,8 @@ def register(handlers: dict[str, Handler]) -> None:
 def on_blind_transfer(t: CallTracker, ev: Event, out: Out) -> None:
     if ev.get("Result", "Success") != "Success":
         return
-    transferer = t._chans.get(ev.get("TransfererUniqueid", ""))
-    transferee = _party(t, ev, "Transferee")
+    transferer = t._known(ev.get("TransfererUniqueid"))
+    transferee = _party(t, ev, "Transferee", out)
     chan = transferee if transferee is not None else transferer
     if chan is None:
         return
@@ -55,10 +55,10 @@ def on_blind_transfer(t: CallTracker, ev: Event, out: Out) -> None:
 def on_attended_transfer(t: CallTracker, ev: Event, out: Out) -> None:
     if ev.get("Result", "Success") != "Success":
         return
-    orig = t._chans.get(ev.get("OrigTransfererUniqueid", ""))
-    second = t._chans.get(ev.get("SecondTransfererUniqueid", ""))
-    target = t._chans.get(ev.get("TransferTargetUniqueid", ""))
-    transferee = _party(t, ev, "Transferee")
+    orig = t._known(ev.get("OrigTransfererUniqueid"))
+    second = t._known(ev.get("SecondTransfererUniqueid"))
+    target = t._known(ev.get("TransferTargetUniqueid"))
+    transferee = _party(t, ev, "Transferee", out)
     keep = transferee if transferee is not None else orig
     if keep is None:
         return
@@ -82,8 +82,8 @@ def on_attended_transfer(t: CallTracker, ev: Event, out: Out) -> None:
 
 def on_transfer_legacy(t: CallTracker, ev: Event, out: Out) -> None:
     """1.x `Transfer`: Uniqueid/Channel is the transferer, Target* the transferred party."""
-    transferer = t._chans.get(ev.get("Uniqueid", ""))
-    target = t._chans.get(ev.get("TargetUniqueid", ""))
+    transferer = t._known(ev.get("Uniqueid"))
+    target = t._known(ev.get("TargetUniqueid"))
     chan = target if target is not None else transferer
     if chan is None:
         return
@@ -101,7 +101,7 @@ def on_pickup(t: CallTracker, ev: Event, out: Out) -> None:
     picker = t._observe(ev, out)
     if picker is None:
         return
-    target = t._chans.get(ev.get("TargetUniqueid", ""))
+    target = t._known(ev.get("TargetUniqueid"))
     linkedid = ev.get("TargetLinkedid", "")
     call = target.call if target is not None else t._calls.get(linkedid)
     if call is None:  # attached mid-call: the ringing call is known only by this event
@@ -109,7 +109,7 @@ def on_pickup(t: CallTracker, ev: Event, out: Out) -> None:
             return
         call = t._new_call(linkedid)
         call.start_ts = ev.get("Timestamp")
-        num = ev.get("TargetConnectedLineNum", "")
+        num = ev.get("TargetConnectedLineNum")
         if num and num != "<unknown>":
             call.caller = num
             name = ev.get("TargetConnectedLineName", "")
@@ -134,13 +134,19 @@ def pick_up(t: CallTracker, picker: Chan, call: Call, ev: Event, out: Out) -> No
         t._set_state(picker, UP, ev, out)
 
 
-def _party(t: CallTracker, ev: Event, prefix: str) -> Chan | None:
-    """A transfer party by its prefixed headers, created if never seen (mid-call attach)."""
+def _party(t: CallTracker, ev: Event, prefix: str, out: Out) -> Chan | None:
+    """A transfer party by its prefixed headers, created if never seen (mid-call attach): then
+    its state is taken as for any channel first seen (an operator transferred rang, answered)."""
     uid = ev.get(prefix + "Uniqueid")
     if not uid:
         return None
-    name = ev.get(prefix + "Channel", "")
-    return t._get(uid, name, ev.get(prefix + "Linkedid"), None, ev, prefix)
+    chan = t._known(uid)
+    if chan is None:
+        name = ev.get(prefix + "Channel", "")
+        chan = t._get(uid, name, ev.get(prefix + "Linkedid"), None, ev, prefix)
+        if chan is not None:
+            t._apply_state(chan, t._state_in(ev, prefix), ev, out)
+    return chan
 
 
 def _extension_or_number(
