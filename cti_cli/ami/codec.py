@@ -49,13 +49,14 @@ class AMIDecoder:
     ``ProtocolError`` the stream is out of sync: close the connection.
     """
 
+    _searched: int  # bytes of _pending known to hold no message end (set whenever it fills)
+
     def __init__(self, max_message: int = DEFAULT_MAX_MESSAGE, *, expect_banner: bool = True):
         self.max_message = max_message
         self.banner: str | None = None
         self.ami_version: str | None = None
         self._in_banner = expect_banner
         self._pending = bytearray()
-        self._searched = 0  # bytes of _pending known to hold no message end
         #: False when the messages of the last ``feed`` are certainly all events (no
         #: "Response:" line anywhere): lets the client skip per-message routing.
         self.responses_seen = True
@@ -96,13 +97,11 @@ class AMIDecoder:
             pending += data
             if not self._has_end(pending):
                 self._searched = len(pending)
-                if len(pending) > self.max_message:
-                    self._error = self._oversize(len(pending), ended=False)
+                if self._too_big(len(pending), ended=False):
                     pending.clear()
                 return []
             buf = bytes(pending)
             pending.clear()
-            self._searched = 0
         else:
             buf = bytes(data)
         if self._in_banner:
@@ -142,7 +141,7 @@ class AMIDecoder:
 
     def _has_end(self, pending: bytearray) -> bool:
         if self._in_banner:
-            return pending.find(b"\n", self._searched) >= 0
+            return b"\n" in pending[self._searched :]
         if _FOLLOWS.match(pending):
             start = max(0, self._searched - _END_COMMAND_LEN)
             return _END_COMMAND.search(pending, start) is not None
@@ -177,9 +176,10 @@ class AMIDecoder:
     def _split_fast(self, buf: bytes) -> list[Message]:
         parts = buf.split(b"\n\r\n")
         tail = parts.pop()
-        if len(buf) > self.max_message:
+        if len(buf) > self.max_message:  # pragma: no mutate (a shortcut: no part is longer)
             for i, part in enumerate(parts):
-                if self._too_big(len(part), ended=True):
+                # its size as the careful framer counts it: without the CR of its last line
+                if self._too_big(len(part) - part.endswith(b"\r"), ended=True):
                     parts, tail = parts[:i], b""  # the neighbours before it still count
                     break
         if tail:
@@ -193,14 +193,12 @@ class AMIDecoder:
         msgs: list[Message] = []
         pos = 0
         size = len(buf)
-        while pos < size:
+        while True:  # until no message ends (at the end of `buf` nothing matches)
             # skip empty lines between messages
             while pos < size and buf[pos] in (10, 13):
                 if buf[pos] == 13 and (pos + 1 >= size or buf[pos + 1] != 10):
                     break
                 pos += 1
-            if pos >= size:
-                break
             if _FOLLOWS.match(buf, pos):
                 end = _END_COMMAND.search(buf, pos)
                 if end is None:
@@ -220,8 +218,9 @@ class AMIDecoder:
                 return msgs
             msgs.append(Message(raw))
             pos = term.end()
-        if pos < size:
-            self._keep(buf[pos:])
+        tail = buf[pos:]
+        if tail:
+            self._keep(tail)
         return msgs
 
 

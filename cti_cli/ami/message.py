@@ -51,7 +51,7 @@ def fold_name(name: str) -> str:
 
 
 def _needles(name: str) -> tuple[bytes, bytes, int, bytes] | None:
-    found = _NEEDLES.get(name)
+    found = _NEEDLES.get(name)  # pragma: no mutate (a cache: computing again gives the same)
     if found is not None:
         return found
     if not name or ":" in name or "\n" in name or "\r" in name:
@@ -61,8 +61,8 @@ def _needles(name: str) -> tuple[bytes, bytes, int, bytes] | None:
     except UnicodeEncodeError:
         return None
     needles = (head, b"\n" + head, len(head), b"\n" + head.lower())
-    if len(_NEEDLES) >= _NEEDLES_MAX:
-        _NEEDLES.clear()
+    if len(_NEEDLES) >= _NEEDLES_MAX:  # pragma: no mutate (the cache's bound: memory only)
+        _NEEDLES.clear()  # pragma: no mutate
     _NEEDLES[name] = needles
     return needles
 
@@ -82,18 +82,19 @@ def _decode(line_rest: bytes) -> str:
     a CRLF dropped, decoded; remembered for the next message (see ``_TEXTS``)."""
     value = line_rest[1:] if line_rest[:1] == b" " else line_rest
     text = value.rstrip(b"\r").decode(_ENCODING, _ERRORS)
-    if len(line_rest) <= _TEXT_CACHED_LEN:
-        if len(_TEXTS) >= _TEXTS_MAX:
-            _TEXTS.clear()
-        _TEXTS[line_rest] = text
+    # The cache and its bounds: a miss decodes the same text (speed and memory only).
+    if len(line_rest) <= _TEXT_CACHED_LEN:  # pragma: no mutate
+        if len(_TEXTS) >= _TEXTS_MAX:  # pragma: no mutate
+            _TEXTS.clear()  # pragma: no mutate
+        _TEXTS[line_rest] = text  # pragma: no mutate (a None stored reads as a miss)
     return text
 
 
-def _folded_start(raw: bytes, nl_folded: bytes) -> int:
+def _folded_start(raw: bytes, nl_folded: bytes) -> int | None:
     """Where the value of the first header named like ``nl_folded`` (``b"\\nname:"``) starts
-    when ASCII case is ignored; -1 if there is none. Looked for only after an exact miss."""
+    when ASCII case is ignored; None if there is none. Looked for only after an exact miss."""
     at = (b"\n" + raw.lower()).find(nl_folded)  # bytes.lower keeps every offset
-    return at if at < 0 else at + len(nl_folded) - 1
+    return None if at < 0 else at + len(nl_folded) - 1
 
 
 def parse_header_lines(raw: bytes) -> list[tuple[str, str]]:
@@ -164,15 +165,16 @@ class Message(Mapping[str, str]):
             if start:
                 start += size
             else:
-                start = _folded_start(raw, nl_folded)
-                if start < 0:
+                folded = _folded_start(raw, nl_folded)
+                if folded is None:
                     return None
+                start = folded
         end = raw.find(b"\n", start)
-        if end < 0:
-            end = len(raw)
-        line_rest = raw[start:end]
-        text = _TEXTS.get(line_rest)
-        return _decode(line_rest) if text is None else text
+        line_rest = raw[start:] if end == -1 else raw[start:end]
+        text = _TEXTS.get(line_rest)  # pragma: no mutate (a miss decodes the same text)
+        if text is None:
+            return _decode(line_rest)
+        return text
 
     def __getitem__(self, name: str) -> str:
         try:
@@ -190,15 +192,16 @@ class Message(Mapping[str, str]):
             if start:
                 start += size
             else:
-                start = _folded_start(raw, nl_folded)
-                if start < 0:
+                folded = _folded_start(raw, nl_folded)
+                if folded is None:
                     raise KeyError(name)
+                start = folded
         end = raw.find(b"\n", start)
-        if end < 0:
-            end = len(raw)
-        line_rest = raw[start:end]
-        text = _TEXTS.get(line_rest)
-        return _decode(line_rest) if text is None else text
+        line_rest = raw[start:] if end == -1 else raw[start:end]
+        text = _TEXTS.get(line_rest)  # pragma: no mutate (a miss decodes the same text)
+        if text is None:
+            return _decode(line_rest)
+        return text
 
     @overload
     def get(self, name: str, /) -> str | None: ...
@@ -220,15 +223,16 @@ class Message(Mapping[str, str]):
             if start:
                 start += size
             else:
-                start = _folded_start(raw, nl_folded)
-                if start < 0:
+                folded = _folded_start(raw, nl_folded)
+                if folded is None:
                     return default
+                start = folded
         end = raw.find(b"\n", start)
-        if end < 0:
-            end = len(raw)
-        line_rest = raw[start:end]
-        text = _TEXTS.get(line_rest)
-        return _decode(line_rest) if text is None else text
+        line_rest = raw[start:] if end == -1 else raw[start:end]
+        text = _TEXTS.get(line_rest)  # pragma: no mutate (a miss decodes the same text)
+        if text is None:
+            return _decode(line_rest)
+        return text
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._find(name) is not None
