@@ -601,3 +601,12 @@ def test_a_transferee_without_a_channel_name_is_still_the_call_transferred() -> 
     out = track([event])
     assert transfers(out) == [(LINKED, "101", "102")]
     assert (out[0].caller, out[0].caller_name) == ("+79165550101", "Иван Петров")
+
+
+def test_an_attended_transfer_dialled_inside_a_freepbx_macro_is_not_named_s() -> None:
+    """FreePBX runs the consultation's Dial in macro-dial-one: the second leg's Exten is "s",
+    a dialplan step, not where the call went; the target's own number is the better name."""
+    target = snap("PJSIP/trunk-00000007", "1796155127.1", "6", "TransferTarget", linkedid=CONSULT)
+    target["TransferTargetCallerIDNum"] = "+74950001122"
+    out = track([*answered(), attended(SecondTransfererExten="s", **target)])
+    assert transfers(out) == [(LINKED, "101", "+74950001122")]

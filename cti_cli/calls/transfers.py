@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from cti_cli.calls.tracker import CallTracker, Event, Handler, Out
 
 
+# Extensions that name a dialplan step, never a destination (`s` start, `h` hangup, `i`
+# invalid, `t`/`T` timeouts, `o`/`a` operator and voicemail exits).
+DIALPLAN_SPECIAL = frozenset({"s", "h", "i", "t", "T", "o", "a"})
+
+
 def register(handlers: dict[str, Handler]) -> None:
     """Add the transfer and pickup events (every dialect) to `handlers`."""
     handlers.update(
@@ -68,7 +73,10 @@ def on_attended_transfer(t: CallTracker, ev: Event, out: Out) -> None:
     if not to and consult is not None and len(consult.ringing) == 1:
         to = next(iter(consult.ringing))  # blonde transfer: the phone still ringing
     if not to:
-        to = ev.get("SecondTransfererExten") or ev.get("TransferTargetCallerIDNum", "")
+        exten = ev.get("SecondTransfererExten")
+        if exten in DIALPLAN_SPECIAL:  # FreePBX dials inside a macro: its Exten is "s"
+            exten = None
+        to = exten or ev.get("TransferTargetCallerIDNum", "")
     source = _extension_or_number(t, orig, ev, "OrigTransferer")
     out.append(Transferred(*t._common(call, ev), source, to))
     if consult is None or consult is call:
