@@ -1128,3 +1128,16 @@ async def test_answers_as_servers_write_them(name: str, box: Outbox, clock: Cloc
         assert h.outcome("k2") == "delivered"
         # the next request went over the same connection only when the answer left it clean
         assert [n for n, _ in server.requests] == ([1, 1] if kept else [1, 2])
+
+
+@aio
+async def test_a_header_http_forbids_is_never_sent_and_its_value_never_shown() -> None:
+    from cti_cli.notify.http1 import CannotSend, PostClient
+
+    client = PostClient("http://127.0.0.1:9/hook", max_connections=1, user_agent="cti/test")
+    with pytest.raises(CannotSend) as caught:
+        await client.post(b"{}", [(b"X-Token", b"s3cret\r\nX-Injected: 1")])
+    assert str(caught.value) == "the value of header 'X-Token' has characters HTTP forbids"
+    with pytest.raises(CannotSend, match="invalid header name"):
+        await client.post(b"{}", [(b"X Token", b"ok")])
+    await client.aclose()

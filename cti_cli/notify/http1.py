@@ -229,10 +229,11 @@ class PostClient:
 
     async def post(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> Answer:
         """Send one POST and read the answer's start; HttpError when there is no answer."""
+        request = self._request(body, headers)  # CannotSend before any connection is made
         async with self._slots:
             connection, reused = await self._connection()
             try:
-                return await self._exchange(connection, body, headers)
+                return await self._exchange(connection, request)
             except _Stale as exc:
                 connection.close()
                 if not reused:
@@ -242,7 +243,7 @@ class PostClient:
                 raise
             connection = await self._connect()  # the idle one was closed under us: once more
             try:
-                return await self._exchange(connection, body, headers)
+                return await self._exchange(connection, request)
             except _Stale as exc:
                 connection.close()
                 raise _failure(exc) from None
@@ -284,10 +285,7 @@ class PostClient:
             raise ConnectError(str(exc) or type(exc).__name__) from exc
         return connection
 
-    async def _exchange(
-        self, connection: _Connection, body: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> Answer:
-        request = self._request(body, headers)
+    async def _exchange(self, connection: _Connection, request: bytes) -> Answer:
         transport = connection.transport
         if transport is None or not connection.usable():
             raise _Stale()
@@ -357,7 +355,8 @@ class PostClient:
                 if len(_GOOD_NAMES) < 64:
                     _GOOD_NAMES.add(name)
             if not _FIELD_VALUE.fullmatch(value):
-                raise CannotSend(f"illegal header value {value!r}")
+                shown = name.decode("latin-1")  # never the value: it may be a credential
+                raise CannotSend(f"the value of header {shown!r} has characters HTTP forbids")
             parts += (b"\r\n", name, b": ", value)
         if origin.authorization is not None:
             parts += (b"\r\nAuthorization: ", origin.authorization)
