@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cti_cli.agent.pops import Operator, PopPlanner, delivery_key
 from cti_cli.calls import Answered, Ended, Ringing, Transferred
 
@@ -106,3 +112,30 @@ def test_reconfigured_teams_apply_to_calls_in_progress() -> None:
     pops, life = run(planner, answer("101"))
     assert pops == ["ivanov@answer"]
     assert life == ["call.ringing:101", "call.answered:101"]
+
+
+def test_delivery_keys_never_change_across_versions() -> None:
+    # Receivers deduplicate on X-CTI-Delivery: an upgraded agent (or a standby of another
+    # version) must compute the key an older one put in its outbox.
+    assert (
+        delivery_key("pbx1", "1733100000.12", "screen_pop", "ivanov@answer", 1)
+        == "1e6e005d-a7ce-52f4-bcaa-6abb42f5e870"
+    )
+    assert (
+        delivery_key("Астериск", "c", "call.ended", "", 3)
+        == "706cac69-ebc4-5ad1-80f3-d66b95a4bd9d"
+    )
+
+
+@given(st.text(), st.text(), st.text(), st.text(), st.integers(min_value=0, max_value=10**6))
+def test_delivery_key_is_the_rfc_4122_name_based_uuid(
+    pbx: str, call_id: str, event: str, party: str, nth: int
+) -> None:
+    name = "\x1f".join((pbx, call_id, event, party, str(nth)))
+    try:
+        expected = str(uuid.uuid5(uuid.UUID("6f4c2a64-4c1b-4f63-9d0e-0c7a1f1e5c11"), name))
+    except UnicodeEncodeError:  # a lone surrogate: neither can hash it
+        with pytest.raises(UnicodeEncodeError):
+            delivery_key(pbx, call_id, event, party, nth)
+        return
+    assert delivery_key(pbx, call_id, event, party, nth) == expected

@@ -65,6 +65,22 @@ class _Feed:
     events: deque[Entry] = field(default_factory=lambda: deque(maxlen=RING))
     history: list[dict[str, Any]] = field(default_factory=list)  # newest first
     subscribers: set[Subscription] = field(default_factory=set)
+    # pop key -> entry id: "is this pop already in the ring?" without a scan of the ring on
+    # every pop (ids grow, and the ring only ever loses its oldest entries)
+    pop_ids: dict[str, int] = field(default_factory=dict)
+
+    def add(self, entry: Entry) -> None:
+        self.events.append(entry)
+        key = entry.data.get("id") if entry.kind == "pop" else None
+        if isinstance(key, str):
+            if len(self.pop_ids) >= 2 * RING:  # forget keys that left the ring
+                oldest = self.events[0].id
+                self.pop_ids = {k: i for k, i in self.pop_ids.items() if i >= oldest}
+            self.pop_ids[key] = entry.id
+
+    def has_pop(self, key: str) -> bool:
+        at = self.pop_ids.get(key)
+        return at is not None and bool(self.events) and at >= self.events[0].id
 
 
 @dataclass
@@ -147,7 +163,7 @@ class PopHub:
         oldest = max(now - RESUME_WINDOW, self._kept_since(now))
         while feed.events and feed.events[0].at < oldest:
             feed.events.popleft()
-        feed.events.append(entry)
+        feed.add(entry)
         for sub in list(feed.subscribers):
             sub.push(entry)
         return entry
@@ -157,8 +173,7 @@ class PopHub:
         after a restart is not published twice)."""
         feed = self._feed(login)
         key = data.get("id")
-        if key is not None and any(e.kind == "pop" and e.data.get("id") == key
-                                   for e in feed.events):  # fmt: skip
+        if isinstance(key, str) and feed.has_pop(key):
             return None
         entry = self._append(login, "pop", data)
         self._save()
@@ -324,7 +339,7 @@ class PopHub:
                     entry = Entry(int(item["id"]), str(item["kind"]), float(item["at"]),
                                   dict(item["data"]))  # fmt: skip
                     if entry.at >= since:
-                        feed.events.append(entry)
+                        feed.add(entry)
                 history = [dict(h) for h in saved.get("history", [])][:HISTORY]
                 feed.history = self._retained(history, self.clock())
         except (AttributeError, KeyError, TypeError, ValueError) as exc:

@@ -223,10 +223,11 @@ class _Job:
     """One run of `on_call` handed to a worker; `lock` orders "finished" against "interrupted"
     so a timeout's injected exception can only ever hit the run it was meant for."""
 
-    __slots__ = ("done", "interrupted", "lock", "thread", "work")
+    __slots__ = ("done", "finished", "interrupted", "lock", "thread", "work")
 
-    def __init__(self, work: Callable[[], None]) -> None:
+    def __init__(self, work: Callable[[], None], finished: Callable[[], None]) -> None:
         self.work = work
+        self.finished = finished  # called once the worker is free again
         self.done = False
         self.interrupted = False
         self.thread: int | None = None
@@ -275,10 +276,12 @@ class _Workers:
                     with job.lock:
                         job.done = True
                         retire = job.interrupted
+                    if not retire:  # free before the loop hears of it: its next run reuses me
+                        with self._lock:
+                            self._idle.append(inbox)
+                    job.finished()
                 if retire:
                     return
-                with self._lock:
-                    self._idle.append(inbox)
         except RuleTimeout:
             return  # an interrupt that arrived after its run ended: this worker retires
 
@@ -337,8 +340,9 @@ class RuleRunner:
                 holder["timeout"] = True
             except BaseException as exc:  # SystemExit, KeyboardInterrupt too: a rule's fault
                 holder["error"] = f"{_where(program.path, exc.__traceback__)}: {_describe(exc)}"
-            finally:
-                loop.call_soon_threadsafe(_settle, future, slots)
+
+        def finished() -> None:
+            loop.call_soon_threadsafe(_settle, future, slots)
 
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -346,17 +350,22 @@ class RuleRunner:
             self._slots = asyncio.Semaphore(self._workers)
         slots = self._slots
         try:
-            await asyncio.wait_for(slots.acquire(), self.timeout)
+            if slots.locked():  # a free slot is taken at once, without a timer
+                async with asyncio.timeout(self.timeout):
+                    await slots.acquire()
+            else:
+                await slots.acquire()
         except TimeoutError:
             return RuleOutcome(
                 plain_form(call),
                 f"{program.path}: {self._workers} earlier runs of on_call are still stuck "
                 "(blocking calls the timeout cannot interrupt); sent a plain request form",
             )
-        job = _Job(work)
+        job = _Job(work, finished)
         self._pool.submit(job)
         try:
-            await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await future  # only _settle completes it, and it checks for a cancelled one
         except TimeoutError:
             where = program.path
             thread_id = job.thread

@@ -59,6 +59,7 @@ from cti_cli.agent.pops import (
 )
 from cti_cli.agent.rule import RuleRunner
 from cti_cli.ami.client import AMIClient
+from cti_cli.ami.codec import EventFilter
 from cti_cli.ami.params import server_params
 from cti_cli.ami.reconnect import (
     ConnectionState,
@@ -112,18 +113,29 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per body
+
+
 def _dumps(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _JSON.encode(data).encode("utf-8")
 
 
 class PbxSession:
     """One AMI server the agent follows: its connection, tracker and planner (one per PBX, so
     call ids and delivery keys never mix between PBXs)."""
 
-    def __init__(self, name: str, server: cfg.ServerConfig, config: cfg.Config) -> None:
+    def __init__(
+        self,
+        name: str,
+        server: cfg.ServerConfig,
+        config: cfg.Config,
+        skipped: collections.Counter[bytes] | None = None,
+    ) -> None:
         self.name = name
         self.server = server
         self.tracker = _tracker(config)
+        # the events no call logic reads never become messages (counted for /metrics)
+        self.events = EventFilter(self.tracker.event_names, skipped)
         self.drops = DropNotice(self.tracker)
         owners = operators_by_extension(config.teams, name)
         self.planner = PopPlanner(owners, config.rule.trigger, name)
@@ -155,6 +167,8 @@ class Agent:
         self.clock = clock
         self.install_signals = install_signals
         self.several = bool(config.servers)  # [[servers]]: PBX names in groups and logs
+        # AMI events dropped unread by name, over every PBX and session (/metrics)
+        self._skipped: collections.Counter[bytes] = collections.Counter()
         self.sessions = self._sessions_for(config, {})
         self.pbx = next(iter(self.sessions))  # the first PBX: names the lease
         self.directory: Directory | None = None
@@ -195,6 +209,7 @@ class Agent:
             lambda: {s.name: s.connected for s in self.sessions.values()},
             lambda: sum(s.planner.active() for s in self.sessions.values()),
             self._outbox_depths,
+            lambda: self._skipped,
         )
         # active/standby ([agent] lease): deliverers deliver only while this agent holds it,
         # and once a takeover has caught up with what the old holder finished (_take_over)
@@ -215,7 +230,7 @@ class Agent:
         for name, server in pairs:
             session = old.get(name)
             if session is None:
-                out[name] = PbxSession(name, server, config)
+                out[name] = PbxSession(name, server, config, self._skipped)
                 continue
             if (
                 session.server.host,
@@ -417,6 +432,7 @@ class Agent:
             backoff_max=30.0,
             jitter=0.2,
             auth_hint=self._auth_hint(pbx),
+            client_factory=lambda: AMIClient(event_filter=pbx.events),
         )
         pbx.client = client
         handle = self._handle
@@ -430,7 +446,7 @@ class Agent:
                         return
                     name = event.get("Event", "")
                     counts[name] = counts.get(name, 0) + 1
-                    for call_event in pbx.tracker.feed(event):  # a config edit may swap it
+                    for call_event in pbx.tracker.feed(event, name):  # a config edit may swap it
                         handle(call_event, pbx)
         finally:
             await batches.aclose()
@@ -907,9 +923,8 @@ class Agent:
             self._published(result)
             return
         label = self._labels.get(result.target, "?")
-        self.metrics.deliveries.labels(label, result.event, result.outcome).inc()
-        if result.status is not None:
-            self.metrics.latency.labels(label).observe(result.latency)
+        latency = result.latency if result.status is not None else None
+        self.metrics.delivery(label, result.event, result.outcome, latency)
         if result.event == "screen_pop" and result.outcome != "retry":
             self.metrics.pops.labels(result.outcome).inc()
         url = self._shown.get(result.target, "?")

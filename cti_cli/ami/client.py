@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
-from cti_cli.ami.codec import DEFAULT_MAX_MESSAGE, Headers, merge_headers
+from cti_cli.ami.codec import DEFAULT_MAX_MESSAGE, EventFilter, Headers, merge_headers
 from cti_cli.ami.errors import (
     ActionTimeout,
     AMIError,
@@ -91,6 +91,7 @@ class AMIClient:
     ``max_queued_events`` bounds events waiting for ``events()``: while a consumer is
     iterating, reading pauses at that bound (TCP back-pressure); with no consumer the
     oldest events are dropped (counted in ``dropped_events``) so replies keep flowing.
+    ``event_filter`` names the only events the consumer wants (the rest are never decoded).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class AMIClient:
         max_message: int = DEFAULT_MAX_MESSAGE,
         reply_timeout: float = 10.0,
         max_queued_events: int = 100_000,
+        event_filter: EventFilter | None = None,
     ) -> None:
         self.max_message = max_message
         self.reply_timeout = reply_timeout
@@ -106,7 +108,9 @@ class AMIClient:
         self.peer = ""
         self.dropped_events = 0
         self._protocol = AMIProtocol(
-            max_message=max_message, id_prefix=f"cti-{os.getpid()}-{id(self) & 0xFFFFFF:x}-"
+            max_message=max_message,
+            id_prefix=f"cti-{os.getpid()}-{id(self) & 0xFFFFFF:x}-",
+            event_filter=event_filter,
         )
         self._transport: asyncio.Transport | None = None
         self._greeting: asyncio.Future[None] | None = None

@@ -16,7 +16,13 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from cti_cli.ami.codec import DEFAULT_MAX_MESSAGE, AMIDecoder, Headers, encode_action
+from cti_cli.ami.codec import (
+    DEFAULT_MAX_MESSAGE,
+    AMIDecoder,
+    EventFilter,
+    Headers,
+    encode_action,
+)
 from cti_cli.ami.errors import (
     ActionFailed,
     AMIError,
@@ -143,9 +149,15 @@ class AMIProtocol:
     """
 
     def __init__(
-        self, *, max_message: int = DEFAULT_MAX_MESSAGE, id_prefix: str = "cti-", peer: str = ""
+        self,
+        *,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        id_prefix: str = "cti-",
+        peer: str = "",
+        event_filter: EventFilter | None = None,
     ) -> None:
         self.peer = peer
+        self.event_filter = event_filter  # events it does not list are dropped unread
         self.state = State.GREETING
         self.banner: str | None = None
         self.ami_version: str | None = None
@@ -194,6 +206,8 @@ class AMIProtocol:
             return []
         out: list[Outcome] = []
         decoder = self._decoder
+        # never while an action waits: its list events (CoreShowChannel…) must all arrive
+        decoder.event_filter = None if self._pending else self.event_filter
         try:
             msgs = self._greet(data, out) if self.state is State.GREETING else decoder.feed(data)
         except ProtocolError as exc:
