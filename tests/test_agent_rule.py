@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cti_cli.agent.pops import Operator
-from cti_cli.agent.rule import RuleRunner, compile_rule
+from cti_cli.agent.rule import RuleRunner, _Job, _Workers, compile_rule
 from cti_cli.rules import DEFAULT_RULE, RuleError
 
 OPERATOR = Operator("ivanov", "Иван Иванов", "Первая линия", "101")
@@ -258,3 +259,20 @@ def test_a_slow_rule_never_holds_up_the_event_loop(tmp_path: Path) -> None:
         runner.close()
     assert [o.error for o in outcomes] == [None, None, None]
     assert [o.opened for o in outcomes] == [[{"type": "employee_card", "employee": EMPLOYEE}]] * 3
+
+
+def test_a_worker_takes_the_next_run_as_soon_as_its_run_is_reported() -> None:
+    # The loop hears a run ended (`finished`) and at once starts the next pop's run: that run
+    # must find the worker free again, not start a thread of its own (a thread per pop costs
+    # the event loop a thread start each time). Deterministic: the next run is submitted from
+    # inside `finished`, the very moment the loop could do it.
+    pool = _Workers()
+    threads: list[int] = []
+    second_done = threading.Event()
+
+    def first_finished() -> None:
+        pool.submit(_Job(lambda: threads.append(threading.get_ident()), second_done.set))
+
+    pool.submit(_Job(lambda: threads.append(threading.get_ident()), first_finished))
+    assert second_done.wait(5)
+    assert len(threads) == 2 and threads[0] == threads[1], "the second run reused the worker"

@@ -20,7 +20,7 @@ from cti_cli import config as cfg
 from cti_cli.agent import desk_links
 from cti_cli.agent.operators import TokenStore, looks_like_token, page_url
 from cti_cli.agent.pages import CSP
-from cti_cli.agent.pophub import PopHub
+from cti_cli.agent.pophub import RING, PopHub
 from cti_cli.agent.pops import Operator
 from cti_cli.calls import Answered, Ended, Ringing
 from tests.agent_support import write_config
@@ -169,6 +169,25 @@ OWNERS = {
     "101": Operator("ivanov", "Иван Иванов", "Первая линия", "101"),
     "102": Operator("sidorov", "Пётр Сидоров", "Первая линия", "102"),
 }
+
+
+def test_a_pop_is_known_again_exactly_while_it_is_in_the_ring() -> None:
+    # A pop rebuilt after a restart must not open twice while the page can still replay it;
+    # once the ring has moved past it, the page no longer has it, so it is published again
+    # (as a scan of the ring would decide) — and the hub's memory stays bounded meanwhile.
+    hub = PopHub(None, clock=Clock())
+    assert hub.publish_pop("ivanov", pop(0)) is not None
+    for n in range(1, RING):
+        hub.publish_pop("ivanov", pop(n))
+    assert hub.publish_pop("ivanov", pop(0)) is None, "still in the ring: not again"
+    for n in range(RING, RING + RING // 2):
+        hub.publish_pop("ivanov", pop(n))
+    assert hub.publish_pop("ivanov", pop(0)) is not None, "left the ring: published again"
+    assert hub.publish_pop("ivanov", pop(RING + RING // 2 - 1)) is None
+    for n in range(RING + RING // 2, 10 * RING):
+        hub.publish_pop("ivanov", pop(n))
+    assert len(hub.entries("ivanov")) == RING
+    assert len(hub._feed("ivanov").pop_ids) <= 2 * RING, "the index forgets what left the ring"
 
 
 def test_hub_resumes_after_last_event_id_without_loss_or_repeat(tmp_path: Path) -> None:
