@@ -173,7 +173,7 @@ def test_files_are_private_and_versioned(tmp_path: Path) -> None:
     assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o600
     box.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
     with Outbox(path) as again:
@@ -206,12 +206,42 @@ def test_forward_migrations_run_in_order(tmp_path: Path, monkeypatch: pytest.Mon
         put(box, "k", "A")
     step = ("ALTER TABLE items ADD COLUMN note TEXT", "UPDATE items SET note = 'migrated'")
     monkeypatch.setattr(outbox_module, "MIGRATIONS", [*outbox_module.MIGRATIONS, step])
-    monkeypatch.setattr(outbox_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(outbox_module, "SCHEMA_VERSION", 3)
     with Outbox(path) as box:
         assert keys(box.due("a", now=T)) == ["k"]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert db.execute("SELECT note FROM items").fetchall() == [("migrated",)]
+    db.close()
+
+
+def test_an_outbox_of_schema_1_keeps_each_calls_order(tmp_path: Path) -> None:
+    """A file the previous cti wrote (schema 1: heads kept by the code, no trigger) is
+    migrated at open, and its waiting calls still go out one row after the other."""
+    path = tmp_path / "outbox.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in outbox_module.MIGRATIONS[0]:
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    for n, (key, head) in enumerate([("r1", 1), ("r2", 0), ("r3", 0)]):
+        db.execute(
+            "INSERT INTO items (target, key, grp, event, body, created, expires_at, next_at,"
+            " head) VALUES ('a', ?, 'G', 'call.ringing', x'7b7d', ?, 1e12, 0, ?)",
+            (key, T + n, head),
+        )
+    db.close()
+    with Outbox(path) as box:
+        order = []
+        while due := box.due("a", now=T + 10):
+            assert len(due) == 1, "one row of a call at a time"
+            order.append(due[0].key)
+            if due[0].key == "r2":
+                box.dead(due[0].id, reason="HTTP 400", now=T + 10)
+            else:
+                box.delivered(due[0].id, now=T + 10)
+        assert order == ["r1", "r2", "r3"]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
 
 

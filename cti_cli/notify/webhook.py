@@ -199,6 +199,7 @@ class OutboxDeliverer:
         self._rng = random.Random()
         self._inflight: dict[str, asyncio.Task[DeliveryResult]] = {}
         self._kick = asyncio.Event()
+        self._alarm: asyncio.TimerHandle | None = None  # wakes `run` when a wait runs out
         self._done = asyncio.Event()
         self._running = False
         self._stopping = False
@@ -262,14 +263,31 @@ class OutboxDeliverer:
                 if timeout is not None and timeout <= 0:
                     await asyncio.sleep(0)
                     continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._kick.wait()
+                if timeout is not None:
+                    self._arm(timeout)
+                await self._kick.wait()
         finally:
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
             await self._shutdown()
             await self.aclose()
             self._running = False
             self._done.set()
+
+    def _arm(self, timeout: float) -> None:
+        """Be woken within ``timeout`` s. One timer serves many steps: a pending one that
+        rings sooner is kept (an early wake-up only means one more look at the outbox), so the
+        steps under load (most wait POLL_SECONDS) schedule no timer of their own."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        when = now + timeout
+        alarm = self._alarm
+        if alarm is not None:
+            if now < alarm.when() <= when:
+                return
+            alarm.cancel()
+        self._alarm = loop.call_at(when, self._kick.set)
 
     def _step(self) -> float | None:
         """Expire, start what is due; how long to sleep (None: until woken)."""
