@@ -48,7 +48,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h11
 import psutil
@@ -581,6 +581,85 @@ class Receiver:
         elif event == "call.answered":
             self.answered.setdefault(json.loads(body)["call_id"], at)
 
+    def light(self) -> dict[str, Any]:
+        """What the run looks at while calls go on (cheap to send between processes)."""
+        return {"pops": len(self.pops), "keys": {e: len(k) for e, k in self.keys.items()},
+                "pop_body": self.pop_body}  # fmt: skip
+
+
+class ReceiverHere:
+    """The receiver on this process's loop, beside the fake PBX (`--receiver-here`: how the
+    bench measured before 2026-12-02)."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.pid = os.getpid()
+
+    async def light(self) -> dict[str, Any]:
+        return self.receiver.light()
+
+    async def final(self) -> Receiver:
+        return self.receiver
+
+
+class ReceiverProcess:
+    """The receiver in a process of its own, as a service desk is: a request's arrival is
+    stamped when it arrives, not after whatever burst of AMI writes the fake PBX was in the
+    middle of (on one loop, the PBX's lag of up to tens of ms went into the tail of every
+    pop's latency but never into the floor, whose POSTs come after the calls). Forked before
+    anything else runs; it inherits this process's CPU pinning."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        self._proc = context.Process(target=_serve_receiver, args=(sock, child), daemon=True)
+        self._proc.start()
+        child.close()
+        sock.close()
+        assert self._proc.pid is not None
+        self.pid = self._proc.pid
+
+    def _ask(self, what: str) -> Any:
+        self._conn.send(what)
+        return self._conn.recv()
+
+    async def light(self) -> dict[str, Any]:
+        return cast(dict[str, Any], await asyncio.to_thread(self._ask, "light"))
+
+    async def final(self) -> Receiver:
+        receiver = cast(Receiver, await asyncio.to_thread(self._ask, "stop"))
+        await asyncio.to_thread(self._proc.join, 10)
+        return receiver
+
+    def kill(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+def _serve_receiver(sock: socket.socket, conn: Any) -> None:
+    async def serve() -> None:
+        receiver = Receiver()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: HttpSession(receiver), sock=sock)
+        done: asyncio.Future[None] = loop.create_future()
+
+        def command() -> None:
+            what = conn.recv()
+            if what == "light":
+                conn.send(receiver.light())
+            else:  # "stop": everything it saw, then exit
+                conn.send(receiver)
+                if not done.done():
+                    done.set_result(None)
+
+        loop.add_reader(conn.fileno(), command)
+        await done
+        server.close()
+
+    asyncio.run(serve())
+
 
 class HttpSession(asyncio.Protocol):
     def __init__(self, receiver: Receiver) -> None:
@@ -763,11 +842,20 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     warmup_calls = round(args.warmup * args.rate)
     measured = args.calls if args.calls else round(args.duration * args.rate)
     pbx = FakePbx(args.rate, warmup_calls + measured, warmup_calls, args.ring_102, args.coalesce)
-    receiver = Receiver()
+    remote: ReceiverHere | ReceiverProcess
+    hook: asyncio.Server | None = None
+    if args.receiver_here:
+        here = Receiver()
+        remote = ReceiverHere(here)
+        hook = await loop.create_server(lambda: HttpSession(here), "127.0.0.1", 0)
+        hook_port = hook.sockets[0].getsockname()[1]
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))
+        hook_port = listener.getsockname()[1]
+        remote = ReceiverProcess(listener)  # forked first: it inherits no AMI socket
+    receiver_proc = psutil.Process(remote.pid)
     ami = await loop.create_server(lambda: PbxSession(pbx), "127.0.0.1", 0)
-    hook = await loop.create_server(lambda: HttpSession(receiver), "127.0.0.1", 0)
     ami_port = ami.sockets[0].getsockname()[1]
-    hook_port = hook.sockets[0].getsockname()[1]
     config = write_setup(folder, ami_port, hook_port, args.events)
     log_path = folder / "agent.log"
     args.code = code_version()  # what the agent is about to import
@@ -796,7 +884,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                            return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
         if streamer.done():
             streamer.result()
-        cpu0, bench0, t0 = cpu_seconds(agent), cpu_seconds(me), time.perf_counter()
+        bench0 = cpu_seconds(me) + (cpu_seconds(receiver_proc) if remote.pid != me.pid else 0)
+        cpu0, t0 = cpu_seconds(agent), time.perf_counter()
         rss.append((0.0, agent.memory_info().rss / 2**20, cpu0))
 
         async def sample() -> None:
@@ -806,20 +895,22 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                             cpu_seconds(agent)))  # fmt: skip
 
         sampler = asyncio.create_task(sample())
-        progress = asyncio.create_task(report_progress(pbx, receiver, agent, args))
+        progress = asyncio.create_task(report_progress(pbx, remote, agent, args))
         # the window ends with the last call's start: steady state, calls still running
         while not streamer.done() and len(pbx.by_call_id) < pbx.calls:
             await asyncio.sleep(0.05)
-        cpu1, bench1, t1 = cpu_seconds(agent), cpu_seconds(me), time.perf_counter()
+        bench1 = cpu_seconds(me) + (cpu_seconds(receiver_proc) if remote.pid != me.pid else 0)
+        cpu1, t1 = cpu_seconds(agent), time.perf_counter()
         await streamer
         sampler.cancel()
         rss.append((time.perf_counter() - t0, agent.memory_info().rss / 2**20, cpu_seconds(agent)))
         ended = time.perf_counter()
         deadline = ended + args.drain
         wanted = expected_counts(args, pbx)
-        while time.perf_counter() < deadline and any(
-            len(receiver.keys.get(event, ())) < n for event, n in wanted.items()
-        ):
+        while time.perf_counter() < deadline:
+            got = (await remote.light())["keys"]
+            if all(got.get(event, 0) >= n for event, n in wanted.items()):
+                break
             await asyncio.sleep(0.05)
         drained = time.perf_counter() - ended
         # the floor must not share the core with an agent still catching up
@@ -830,9 +921,10 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             busy = (cpu_seconds(agent) - before) / (time.perf_counter() - at)
         progress.cancel()
         floor_agent_cpu = float("nan")
-        if args.floor_duration > 0 and receiver.pop_body:
+        pop_body = (await remote.light())["pop_body"]
+        if args.floor_duration > 0 and pop_body:
             body_file = folder / "pop.json"
-            body_file.write_bytes(receiver.pop_body)
+            body_file.write_bytes(pop_body)
             cmd = [sys.executable, __file__, "--floor-client", str(hook_port), str(args.rate),
                    str(args.floor_duration), str(body_file), args.floor_kind]  # fmt: skip
             before, at = cpu_seconds(agent), time.perf_counter()
@@ -843,6 +935,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             floor_agent_cpu = (cpu_seconds(agent) - before) / (time.perf_counter() - at)
         outbox = folder / "state" / "outbox.sqlite3"
         outbox_mib = sum(p.stat().st_size for p in outbox.parent.glob("outbox.sqlite3*")) / 2**20
+        receiver = await remote.final()
         result = summarize(args, pbx, receiver, rss, outbox_mib,
                            agent_cpu=(cpu1 - cpu0) / (t1 - t0),
                            bench_cpu=(bench1 - bench0) / (t1 - t0), window=t1 - t0)  # fmt: skip
@@ -856,7 +949,10 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             except TimeoutError:
                 proc.kill()
         ami.close()
-        hook.close()
+        if hook is not None:
+            hook.close()
+        if isinstance(remote, ReceiverProcess):
+            remote.kill()
     result["agent_exit"] = proc.returncode
     result["agent_log_errors"] = [
         line
@@ -867,16 +963,20 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 
 async def report_progress(
-    pbx: FakePbx, receiver: Receiver, agent: psutil.Process, args: argparse.Namespace
+    pbx: FakePbx,
+    remote: ReceiverHere | ReceiverProcess,
+    agent: psutil.Process,
+    args: argparse.Namespace,
 ) -> None:
     last_cpu, last_t = cpu_seconds(agent), time.perf_counter()
     while True:
         await asyncio.sleep(args.progress)
         cpu, now = cpu_seconds(agent), time.perf_counter()
         share = 100 * (cpu - last_cpu) / (now - last_t)
+        pops = (await remote.light())["pops"]
         print(
             f"[{now - pbx.started_at:7.1f} s] calls {len(pbx.by_call_id):,}/{pbx.calls:,}, "
-            f"pops {len(receiver.pops):,}, agent CPU {share:.0f} %, "
+            f"pops {pops:,}, agent CPU {share:.0f} %, "
             f"RSS {agent.memory_info().rss / 2**20:.1f} MiB, "
             f"PBX lag max {pbx.max_lag * 1000:.1f} ms",
             file=sys.stderr,
@@ -937,6 +1037,7 @@ def summarize(
         "cpus": psutil.cpu_count(),
         "load_average": [round(x, 2) for x in psutil.getloadavg()],
         "pinned": bool(args.pin and (psutil.cpu_count() or 1) >= 2),
+        "receiver": "PBX's loop" if args.receiver_here else "own process",
         "rate": args.rate,
         "webhook_events": args.events or "all",
         "calls": pbx.calls,
@@ -996,7 +1097,8 @@ def markdown(r: dict[str, Any]) -> str:
     rows = [
         f"{r['date']}, code {r['code']}, Python {r['python']}, {r['cpus']} CPUs"
         f"{' (agent pinned to one, PBX + receiver to another)' if r['pinned'] else ''}, "
-        f"load average at the end {' / '.join(map(str, r['load_average']))}",
+        f"load average at the end {' / '.join(map(str, r['load_average']))}; "
+        f"webhook receiver on {r['receiver']}",
         f"Stream: {r['calls']:,} calls at {r['rate']:g} calls/s (first {r['warmup_calls']:,} "
         f"are warm-up), {r['calls_ringing_102']:,} also ringing 102; {r['messages']:,} AMI "
         f"messages, {r['messages_per_call']:.1f} per call, {r['bytes_per_message']:.0f} bytes "
@@ -1029,7 +1131,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| duplicates, bad signatures | {r['duplicates']}, {r['bad_signatures']} | 0 |",
         "| webhook requests received | " + ", ".join(f"{k} {v:,}" for k, v in r["received"].items())
         + " | |",
-        f"| PBX + receiver process CPU; max PBX schedule lag | {r['bench_cpu_percent']:.1f} %; "
+        f"| PBX + receiver CPU; max PBX schedule lag | {r['bench_cpu_percent']:.1f} %; "
         f"{r['pbx_max_lag_ms']:.1f} ms | |",
         f"| triggers written behind unsent bytes (agent not reading) | "
         f"{r['triggers_behind_unsent_bytes']} (max buffer {r['pbx_max_write_buffer']:,} B) | |",
@@ -1065,6 +1167,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--floor-kind", choices=("lean", "httpx"), default="lean",
                         help="the bare POSTs' client: the agent's own (default) or httpx")
+    parser.add_argument("--receiver-here", action="store_true",
+                        help="the webhook receiver on the fake PBX's loop, not in a process "
+                        "of its own (the bench before 2026-12-02)")  # fmt: skip
     parser.add_argument("--floor-client", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_client:
