@@ -276,3 +276,40 @@ def test_a_worker_takes_the_next_run_as_soon_as_its_run_is_reported() -> None:
     pool.submit(_Job(lambda: threads.append(threading.get_ident()), first_finished))
     assert second_done.wait(5)
     assert len(threads) == 2 and threads[0] == threads[1], "the second run reused the worker"
+
+
+def test_a_quick_rule_is_done_when_started_and_a_slow_one_stops_the_loop_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that ends within the inline wait comes back done from `start` (its pop goes out in
+    the same loop turn as the AMI event); after one that did not, the loop waits for none for
+    a while (a slow directory must not stall it pop after pop), and still gets every outcome."""
+    import cti_cli.agent.rule as rule_module
+
+    monkeypatch.setattr(rule_module, "INLINE_WAIT", 5.0)  # generous: it returns at the end
+    path = rule(tmp_path, (
+        "import time\n"
+        "def on_call(call, cti):\n"
+        "    if call.caller == 'slow':\n"
+        "        time.sleep(0.3)\n"
+        "    cti.open_request_form(phone=call.caller)\n"
+    ))  # fmt: skip
+    runner = RuleRunner(path, 2.0, find)
+
+    async def main() -> list[Any]:
+        quick = runner.start(CALL, OPERATOR)
+        assert not asyncio.iscoroutine(quick), "a quick run is waited for"
+        monkeypatch.setattr(rule_module, "INLINE_WAIT", 0.05)
+        slow = runner.start({**CALL, "caller": "slow"}, OPERATOR)
+        assert asyncio.iscoroutine(slow), "past the wait: the loop goes on"
+        after = runner.start(CALL, OPERATOR)
+        assert asyncio.iscoroutine(after), "right after a slow run: no wait at all"
+        return [quick, await slow, await after]
+
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        runner.close()
+    phones = [o.opened[0]["fields"]["phone"] for o in outcomes]
+    assert phones == ["89161234567", "slow", "89161234567"]
+    assert all(o.error is None for o in outcomes)

@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from cti_cli.agent.pops import (
     rule_call,
     screen_pop_body,
 )
-from cti_cli.agent.rule import RuleRunner
+from cti_cli.agent.rule import RuleOutcome, RuleRunner
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.codec import EventFilter
 from cti_cli.ami.params import server_params
@@ -594,28 +594,52 @@ class Agent:
         self._spawn_build(pop)
 
     def _spawn_build(self, pop: PopRequest) -> None:
-        task = asyncio.create_task(self._build_pop(pop))
-        self._building.add(task)
-        task.add_done_callback(self._building.discard)
-
-    async def _build_pop(self, pop: PopRequest) -> None:
+        """Run the rule for a pop and send it. A rule that is done at once (`RuleRunner.start`)
+        has its pop finished here, in the same loop turn as the AMI event; a slower one in a
+        task of its own."""
         region = self.config.directory.region
         call = rule_call(pop, normalize_number(pop.call.get("caller") or "", region))
         runner = self.runner
-        opened: list[dict[str, Any]]
-        error: str | None
         if runner is None:
             from cti_cli.agent.rule import plain_form
 
-            opened, error = plain_form(call), "no rule loaded"
-        else:
-            started = time.perf_counter()
-            outcome = await runner.run(call, pop.operator)
+            self._complete_pop(pop, call, RuleOutcome(plain_form(call), "no rule loaded"), None)
+            return
+        started = time.perf_counter()
+        run = runner.start(call, pop.operator)
+        if isinstance(run, RuleOutcome):
+            self._complete_pop(pop, call, run, started)
+            return
+        task = asyncio.create_task(self._build_pop(pop, call, run, started))
+        self._building.add(task)
+        task.add_done_callback(self._building.discard)
+
+    async def _build_pop(
+        self,
+        pop: PopRequest,
+        call: dict[str, Any],
+        run: Coroutine[Any, Any, RuleOutcome],
+        started: float,
+    ) -> None:
+        self._complete_pop(pop, call, await run, started)
+
+    def _complete_pop(
+        self, pop: PopRequest, call: dict[str, Any], outcome: RuleOutcome, started: float | None
+    ) -> None:
+        try:
+            self._send_pop(pop, call, outcome, started)
+        except Exception:  # never into the AMI loop that may have called it: this pop only
+            log.exception("pop for %s on call %s failed", pop.operator.login, call["call_id"])
+
+    def _send_pop(
+        self, pop: PopRequest, call: dict[str, Any], outcome: RuleOutcome, started: float | None
+    ) -> None:
+        if started is not None:
             self.metrics.rule_seconds.observe(time.perf_counter() - started)
-            opened, error = outcome.opened, outcome.error
-            if outcome.skipped:
-                self._skip_pop(pop, call, outcome.skip_reason)
-                return
+        opened, error = outcome.opened, outcome.error
+        if outcome.skipped:
+            self._skip_pop(pop, call, outcome.skip_reason)
+            return
         if error:
             self.metrics.pops.labels("rule_error").inc()
             log.warning("rule: %s", error)
