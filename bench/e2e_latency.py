@@ -5,7 +5,8 @@
 
 A fake Asterisk 22 in this process streams queue calls over loopback AMI to the real agent
 (`python -m cti_cli agent`, a subprocess with its own temp config, outbox and CSV directory),
-which posts its webhooks to a local HTTP receiver (h11, also in this process). Every call is
+which posts its webhooks to a local HTTP receiver (h11, in a process of its own, forked from this
+one; `--receiver-here` puts it on the PBX's loop as before 2026-12-02). Every call is
 the wire shape of a real answered queue call recorded in the lab (Asterisk 22.10, 2026-12-01:
 132 messages when 101 and 102 both ring, of which VarSet 55, Newexten 13, DeviceStateChange 13,
 TestEvent 8, QueueMemberStatus 8; 107 when only 101 rings), with its own Uniqueids/Linkedid,
@@ -14,8 +15,8 @@ channel names, bridge id and caller, at Poisson arrivals and the recorded call's
 team; 102 is not. The trigger is 101's `Newstate` Up (`[rule] trigger = "answer"`).
 
 Latency of a pop = its arrival at the receiver (request fully read) − the moment the trigger
-event's bytes were handed to the socket (`time.perf_counter_ns()` right after the write; the PBX
-and the receiver share this process, so the clocks are the same). The floor, in the same run:
+event's bytes were handed to the socket (`time.perf_counter_ns()` right after the write: CLOCK_MONOTONIC,
+the same clock in the PBX's and the receiver's processes). The floor, in the same run:
 after the calls, a separate process (pinned like the agent) POSTs a body of the pop's size to the
 same receiver at the same rate with the agent's own keep-alive HTTP/1.1 client (the cost of the
 request itself; `--floor-kind httpx` for an `httpx.AsyncClient`); its latency is arrival −
