@@ -15,12 +15,12 @@ channel names, bridge id and caller, at Poisson arrivals and the recorded call's
 team; 102 is not. The trigger is 101's `Newstate` Up (`[rule] trigger = "answer"`).
 
 Latency of a pop = its arrival at the receiver (request fully read) − the moment the trigger
-event's bytes were handed to the socket (`time.perf_counter_ns()` right after the write: CLOCK_MONOTONIC,
-the same clock in the PBX's and the receiver's processes). The floor, in the same run:
-after the calls, a separate process (pinned like the agent) POSTs a body of the pop's size to the
-same receiver at the same rate with the agent's own keep-alive HTTP/1.1 client (the cost of the
-request itself; `--floor-kind httpx` for an `httpx.AsyncClient`); its latency is arrival −
-the moment before the post (both `perf_counter_ns`, CLOCK_MONOTONIC: comparable across
+event's bytes were handed to the socket (`time.perf_counter_ns()` right after the write:
+CLOCK_MONOTONIC, the same clock in the PBX's and the receiver's processes). The floor, in the
+same run: after the calls, a separate process (pinned like the agent) POSTs a body of the pop's
+size to the same receiver at the same rate with the agent's own keep-alive HTTP/1.1 client (the
+cost of the request itself; `--floor-kind httpx` for an `httpx.AsyncClient`); its latency is
+arrival − the moment before the post (both `perf_counter_ns`, CLOCK_MONOTONIC: comparable across
 processes). The agent's CPU is its user+system time over the measured window (after a warm-up)
 divided by the wall time; its RSS is sampled every `--rss-every` s. Lost = calls whose pop never
 came; duplicates = repeated X-CTI-Delivery keys. Prints a Markdown table (`--json` for JSON).
