@@ -399,6 +399,7 @@ class PbxSession(asyncio.Protocol):
         self.pbx = pbx
         self.buf = b""
         self.transport: asyncio.Transport | None = None
+        self.only: set[bytes] | None = None  # names of the session's include filters
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -448,6 +449,14 @@ class PbxSession(asyncio.Protocol):
             )
             self.pbx.session = self
             self.pbx.ready.set()
+        elif action == "filter":  # Asterisk 22: include filters by name need write = system
+            criteria = headers.get("matchcriteria", "")
+            name = criteria.removeprefix("action(include),name(").removesuffix(")")
+            if not self.pbx.filters or name == criteria or not name:
+                write(f"Response: Error\r\n{aid}Message: Permission denied\r\n\r\n".encode())
+                return
+            self.only = (self.only or set()) | {name.encode()}
+            write(f"Response: Success\r\n{aid}Message: Success\r\n\r\n".encode())
         elif action == "ping":
             write(f"Response: Success\r\n{aid}Ping: Pong\r\nTimestamp: {time.time():.6f}\r\n\r\n"
                   .encode())  # fmt: skip
@@ -465,6 +474,7 @@ class FakePbx:
     warmup_calls: int
     ring_102: float
     coalesce: bool
+    filters: bool = True  # the agent's AMI user may set event filters (write = system)
     seed: int = 22
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     session: PbxSession | None = None
@@ -472,7 +482,8 @@ class FakePbx:
     disconnects: int = 0
     trigger_ns: dict[int, int] = field(default_factory=dict)  # seq -> write time
     by_call_id: dict[str, int] = field(default_factory=dict)  # Linkedid -> seq
-    messages: int = 0
+    messages: int = 0  # generated, sent or not
+    filtered: int = 0  # of those, not sent: the session's filters leave them out
     bytes_sent: int = 0
     max_lag: float = 0.0  # how late a message went out versus its schedule, seconds
     trigger_queued: int = 0  # triggers written while the transport still held unsent bytes
@@ -513,10 +524,14 @@ class FakePbx:
             if session is None or session.transport is None:
                 raise RuntimeError("the agent disconnected from the fake PBX")
             transport = session.transport
+            only = session.only
             batch: list[bytes] = []
             while heap and heap[0][0] <= now:
                 due, _, data, seq = heapq.heappop(heap)
                 self.messages += 1
+                if only is not None and data[7 : data.index(b"\r", 7)] not in only:
+                    self.filtered += 1  # Asterisk drops it before it is formatted for the session
+                    continue
                 self.bytes_sent += len(data)
                 if now - due > self.max_lag:
                     self.max_lag = now - due
@@ -842,7 +857,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         me.cpu_affinity([0])
     warmup_calls = round(args.warmup * args.rate)
     measured = args.calls if args.calls else round(args.duration * args.rate)
-    pbx = FakePbx(args.rate, warmup_calls + measured, warmup_calls, args.ring_102, args.coalesce)
+    pbx = FakePbx(args.rate, warmup_calls + measured, warmup_calls, args.ring_102, args.coalesce,
+                  args.filters)  # fmt: skip
     remote: ReceiverHere | ReceiverProcess
     hook: asyncio.Server | None = None
     if args.receiver_here:
@@ -1046,7 +1062,10 @@ def summarize(
         "calls_ringing_102": pbx.with_102,
         "messages": pbx.messages,
         "messages_per_call": pbx.messages / max(1, pbx.calls),
-        "bytes_per_message": pbx.bytes_sent / max(1, pbx.messages),
+        "bytes_per_message": pbx.bytes_sent / max(1, pbx.messages - pbx.filtered),
+        "sent_per_call": (pbx.messages - pbx.filtered) / max(1, pbx.calls),
+        "ami_filters": "asked, taken" if pbx.filters and pbx.filtered else (
+            "asked, refused (no write = system)" if not pbx.filters else "not asked"),
         "messages_per_s": pbx.messages / max(1e-9, pbx.finished_at - pbx.started_at),
         "window_s": window,
         "pop_ms": {"n": len(pop_ms), "p50": pct(pop_ms, 50), "p90": pct(pop_ms, 90),
@@ -1102,8 +1121,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"webhook receiver on {r['receiver']}",
         f"Stream: {r['calls']:,} calls at {r['rate']:g} calls/s (first {r['warmup_calls']:,} "
         f"are warm-up), {r['calls_ringing_102']:,} also ringing 102; {r['messages']:,} AMI "
-        f"messages, {r['messages_per_call']:.1f} per call, {r['bytes_per_message']:.0f} bytes "
-        f"each, {r['messages_per_s']:,.0f}/s. Webhook events: {r['webhook_events']}.",
+        f"messages, {r['messages_per_call']:.1f} per call, {r['messages_per_s']:,.0f}/s; AMI "
+        f"event filters {r['ami_filters']}: {r['sent_per_call']:.1f} messages per call sent, "
+        f"{r['bytes_per_message']:.0f} bytes each. Webhook events: {r['webhook_events']}.",
         "",
         "| measurement | p50 | p90 | p99 | max | n | goal |",
         "|---|---:|---:|---:|---:|---:|---|",
@@ -1161,6 +1181,9 @@ def main() -> None:
     parser.add_argument("--progress", type=float, default=10.0, help="progress line period, s")
     parser.add_argument("--coalesce", action="store_true",
                         help="one write per scheduler tick, not one per AMI message")  # fmt: skip
+    parser.add_argument("--refuse-filters", dest="filters", action="store_false",
+                        help="the PBX refuses AMI event filters, as Asterisk does for a user "
+                        "without write = system: every event reaches the agent")  # fmt: skip
     parser.add_argument("--events", nargs="+", metavar="EVENT",
                         help="the webhook's `events` (default: every event)")  # fmt: skip
     parser.add_argument("--no-pin", dest="pin", action="store_false")

@@ -60,6 +60,7 @@ from cti_cli.agent.pops import (
 from cti_cli.agent.rule import RuleOutcome, RuleRunner
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.codec import EventFilter
+from cti_cli.ami.filters import FiltersHalfApplied, filter_events
 from cti_cli.ami.params import server_params
 from cti_cli.ami.reconnect import (
     ConnectionState,
@@ -144,6 +145,8 @@ class PbxSession:
         self.connected = False
         self.error: str | None = None
         self.unfinished_checked = False
+        self.server_filters: bool | None = None  # Asterisk filters this session's events
+        self.server_filters_broken = False  # it took only some filters once: never ask again
 
     def configure(self, config: cfg.Config) -> None:
         owners = operators_by_extension(config.teams, self.name)
@@ -422,6 +425,7 @@ class Agent:
                  params.username)  # fmt: skip
 
         async def reconcile(client: AMIClient) -> None:
+            await self._filter_events(pbx, client)
             await self._reconcile(pbx, client)
 
         client = ReconnectingClient(
@@ -480,6 +484,30 @@ class Agent:
             log.info("%s: %s", ami, state)
         elif state.state == "connected":
             log.info("%s: connected and logged in", ami)
+
+    async def _filter_events(self, pbx: PbxSession, client: AMIClient) -> None:
+        """Ask Asterisk for only the events the tracker reads (`filter_events`); said in the
+        log when it changes, not on every reconnect."""
+        if pbx.server_filters_broken:
+            return
+        where = f"{pbx.name}: " if self.several else ""
+        try:
+            why = await filter_events(client, pbx.events.names)
+        except FiltersHalfApplied as exc:
+            pbx.server_filters_broken = True  # never again for this PBX: the connection drops
+            log.warning("%sAMI: %s", where, exc)
+            raise
+        applied = why is None
+        if applied == pbx.server_filters:
+            return
+        pbx.server_filters = applied
+        if applied:
+            log.info("%sAMI: Asterisk sends only the %d kinds of events the agent reads",
+                     where, len(pbx.events.names))  # fmt: skip
+        else:
+            log.info("%sAMI: reading every event and dropping the unread ones here (%s); "
+                     "an AMI user with write = system lets Asterisk drop them instead",
+                     where, why)  # fmt: skip
 
     async def _reconcile(self, pbx: PbxSession, client: AMIClient) -> None:
         channels = await snapshot_channels(client)

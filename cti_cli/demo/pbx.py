@@ -184,14 +184,17 @@ class _Session:
     challenge: str = ""
     user: str | None = None
     mask: frozenset[str] | None = None  # events let through; None = none
+    only: set[str] | None = None  # event names of the session's include filters; None = all
 
     def send(self, data: bytes) -> None:
         if not self.writer.is_closing():
             self.writer.write(data)
 
-    def wants(self, classes: frozenset[str]) -> bool:
+    def wants(self, classes: frozenset[str], name: str) -> bool:
         mask = self.mask
         if self.user is None or mask is None:
+            return False
+        if self.only is not None and name not in self.only:
             return False
         return "all" in mask or bool(mask & classes)
 
@@ -258,8 +261,9 @@ class SimPbx:
         privilege = values.get("Privilege", "")
         classes = frozenset(c for c in privilege.split(",") if c and c != "all")
         data = encode_event(headers)
+        name = values.get("Event", "")
         for session in list(self.sessions):
-            if session.wants(classes):
+            if session.wants(classes, name):
                 session.send(data)
 
     def send_all(self, emissions: Iterable[Emission]) -> None:
@@ -340,7 +344,7 @@ class SimPbx:
         session.mask = _mask(action.get("Events"))
         self.logins += 1
         session.send(_reply("login-md5", aid))
-        if session.wants(frozenset({"system"})):
+        if session.wants(frozenset({"system"}), "FullyBooted"):
             up = str(int(self.clock() - self.booted))
             session.send(_reply("fullybooted", None, Uptime=up, LastReload=up))
         return True
@@ -356,6 +360,20 @@ class SimPbx:
     def _events(self, session: _Session, action: Message, aid: str | None) -> None:
         session.mask = _mask(action.get("EventMask") or "off")
         session.send(_reply("events-on" if session.mask else "events-off", aid))
+
+    def _filter(self, session: _Session, action: Message, aid: str | None) -> None:
+        """Asterisk 22's advanced include filter by event name (``MatchCriteria:
+        action(include),name(X)``), the only kind cti asks for; answered as 22.10 answers it."""
+        criteria = [part.strip() for part in (action.get("MatchCriteria") or "").split(",")]
+        names = [c[5:-1] for c in criteria if c.startswith("name(") and c.endswith(")")]
+        if (action.get("Operation") or "").lower() != "add" or len(names) != 1 or (
+            "action(exclude)" in criteria or action.get("Filter")
+        ):
+            session.send(_error(aid, "Filter Rejected, this simulator takes name(...) only"))
+            return
+        session.only = (session.only or set()) | {names[0]}
+        session.send(encode_event((("Response", "Success"), *((("ActionID", aid),) if aid
+                                   is not None else ()), ("Message", "Success"))))  # fmt: skip
 
     def _get_config(self, session: _Session, action: Message, aid: str | None) -> None:
         filename = (action.get("Filename") or "").strip()
@@ -403,6 +421,7 @@ class SimPbx:
         "ping": _ping,
         "coresettings": _core_settings,
         "events": _events,
+        "filter": _filter,
         "getconfig": _get_config,
         "command": _command,
         "coreshowchannels": _core_show_channels,
