@@ -68,6 +68,9 @@ class LabInfo:
     # read=call only, write=originate: sees calls, may not read its own permissions
     ami_minimal_user: str = "cti-minimal"
     ami_minimal_secret: str = ""
+    # read=all, write without system: sees every event, may list channels, may not set filters
+    ami_nosystem_user: str = "cti-nosystem"
+    ami_nosystem_secret: str = ""
 
 
 MARIADB_DIR = "mariadb"  # the instance's own mariadbd lives in <instance>/mariadb
@@ -397,6 +400,7 @@ def _write_instance(
         ami_limited_user="cti-limited",
         ami_limited_secret=secrets.token_urlsafe(16),
         ami_minimal_secret=secrets.token_urlsafe(16),
+        ami_nosystem_secret=secrets.token_urlsafe(16),
         tls_ca_file=ca,
         sip_port=ports["sip"],
         mysql_host=server.host,

@@ -538,3 +538,50 @@ def test_one_agent_follows_two_pbxs_and_each_pop_names_its_pbx(
         assert [h.event for h in mine][-1] == "call.ended"
     keys = [h.headers["x-cti-delivery"] for h in receiver.accepted]
     assert len(keys) == len(set(keys))
+
+
+def _ami_event_counts(agent: AgentProcess) -> dict[str, int]:
+    """`cti_ami_events_total` by event name: every event the agent received, read or not."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://{agent.listen}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "cti_ami_events":
+            return {s.labels["event"]: int(s.value) for s in family.samples
+                    if s.name == "cti_ami_events_total"}  # fmt: skip
+    return {}
+
+
+@pytest.mark.parametrize("user", ["all", "nosystem"])
+def test_asterisk_sends_only_the_events_the_agent_reads_when_its_user_may_filter(
+    lab: Any, tmp_path: Path, receiver: Receiver, user: str
+) -> None:
+    """With `write = system` the agent installs AMI event filters: Asterisk 22 never sends the
+    VarSet/Newexten/DeviceStateChange flood of a call. Without it, Asterisk refuses them, the
+    agent says so once and reads (and drops) every event itself. Either way the call pops."""
+    caller = "+79165550109" if user == "all" else "+79165550108"
+    phones(lab, p101="answer", p102="noanswer")
+    data = lab_config(lab, tmp_path, receiver.url)
+    if user == "nosystem":
+        data["server"].update(login=lab.info.ami_nosystem_user,
+                              password=lab.info.ami_nosystem_secret)  # fmt: skip
+    agent = start_agent(tmp_path, data)
+    try:
+        lab.call("200", caller=caller, caller_name="Иван Петров", talk=1.0)
+        receiver.wait(lambda: receiver.of("call.ended", caller=caller), 40, "call.ended")
+        finish(lab)
+        counts = _ami_event_counts(agent)
+        log = agent.text()
+    finally:
+        agent.terminate()
+    assert len(receiver.of("screen_pop", caller=caller)) == 1
+    noise = {name: n for name, n in counts.items()
+             if name in ("VarSet", "Newexten", "DeviceStateChange")}  # fmt: skip
+    assert counts.get("Newchannel", 0) >= 3 and counts.get("Hangup", 0) >= 3, counts
+    if user == "all":
+        assert "Asterisk sends only the 31 kinds of events the agent reads" in log, log[-2000:]
+        assert not noise, f"Asterisk still sent events nobody reads: {noise}"
+    else:
+        assert "reading every event and dropping the unread ones here" in log, log[-2000:]
+        assert "Permission denied" in log and "write = system" in log
+        assert noise.get("VarSet", 0) > 10, counts

@@ -336,6 +336,42 @@ def test_several_clients_each_get_the_events_they_asked_for() -> None:
     asyncio.run(_with_pbx(body))
 
 
+def test_a_client_with_event_filters_gets_only_those_events_as_from_asterisk_22() -> None:
+    """The demo PBX takes the AMI event filters the agent asks Asterisk 22 for (by name): the
+    agent of `cti demo` reads the same short stream it would from a real PBX."""
+    from cti_cli.ami.filters import filter_events
+
+    async def body(pbx: sim.SimPbx, port: int) -> None:
+        clients = []
+        for wanted in (None, ["Newchannel", "Hangup"]):
+            client = AMIClient()
+            await client.connect("127.0.0.1", port, timeout=5)
+            await client.login("cti", "pw")
+            if wanted is not None:
+                assert await filter_events(client, wanted) is None
+            clients.append(client)
+        player = Player(pbx, Traffic(Random(1), Timing(0.01, 0.05), 0),
+                        timing=Timing(0.01, 0.05), rng=Random(1))  # fmt: skip
+        call = PlannedCall(scenarios.kind("queue_ringall_answered"),
+                           {"101": "101", "102": "102", "103": "103"}, "+79161234567",
+                           "Пётр Сидоров", 0.1)  # fmt: skip
+        sent = player.start(call)
+        await player.finish(5)
+        await asyncio.sleep(0.3)
+        got = []
+        for client in clients:
+            events: list[Message] = []
+            while client._batches:
+                events += client._batches.popleft()
+            got.append([e["Event"] for e in events if e.get("Event") != "FullyBooted"])
+            await client.close()
+        assert got[0] == [em.get("Event") for em in sent]
+        assert got[1] == [n for n in got[0] if n in ("Newchannel", "Hangup")]
+        assert len(got[1]) >= 4 and len(got[0]) > 3 * len(got[1])
+
+    asyncio.run(_with_pbx(body))
+
+
 def test_core_show_channels_mid_call_is_what_asterisk_lists() -> None:
     """A direct call to 101, talking: the same two channels, fields and values as the lab's
     Asterisk 22 listed for one (recordings/responses.ami), ids aside; reconcile attaches it."""
