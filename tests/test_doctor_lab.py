@@ -118,6 +118,7 @@ def test_healthy_setup_is_all_ok(site: Site, tmp_path: Path, lab: Any) -> None:
     assert checks["ami.versions"]["detail"].startswith("Asterisk 22.")
     assert "read=all" in checks["ami.permissions"]["detail"]
     assert "in 5 s" in checks["ami.events"]["detail"]
+    assert "Asterisk leaves the noise out of the agent's session" in checks["ami.events"]["detail"]
     assert "it opens card Иван Петров; request form" in checks["rule"]["detail"]
     assert "2 employees" in checks["directory"]["detail"]
     assert "signed ping accepted" in checks["webhook.1"]["detail"]
@@ -347,7 +348,9 @@ def test_noisy_event_stream_suggests_eventfilter_lines_that_work(
     lab.reset_phones()
     lab.wait_idle(60)
     path = tmp_path / "cti.toml"
-    write_config(path, site.config())
+    data = site.config()  # a user that may not set AMI event filters: the noise reaches cti
+    data["server"].update(login=lab.info.ami_nosystem_user, password=lab.info.ami_nosystem_secret)
+    write_config(path, data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cti_cli", "--config", str(path), "doctor", "--json",
@@ -362,7 +365,8 @@ def test_noisy_event_stream_suggests_eventfilter_lines_that_work(
     only(checks, {"ami.events": "WARN"})
     line = checks["ami.events"]
     assert "% noise: VarSet" in line["detail"]
-    assert "manager.conf" in line["fix"]
+    assert line["detail"].endswith("; Asterisk refused event filters: Permission denied")
+    assert "write=system" in line["fix"] and "manager.conf" in line["fix"]
     lines = line["extra"]
     assert lines and all(x.startswith("eventfilter(action(exclude),name(") for x in lines)
     assert "eventfilter(action(exclude),name(VarSet)) =" in lines
@@ -382,3 +386,31 @@ def test_noisy_event_stream_suggests_eventfilter_lines_that_work(
         lab.cli("manager reload")
     assert "Newchannel" in seen and "Hangup" in seen, seen  # the call itself still arrives
     assert "VarSet" in excluded and not excluded & seen, excluded & seen
+
+
+def test_noise_that_asterisk_leaves_out_of_the_agents_session_is_no_warning(
+    site: Site, tmp_path: Path, lab: Any
+) -> None:
+    """The site's AMI user has write=system: the agent's own session gets only the events it
+    reads, so the noise doctor samples on its unfiltered session asks for no manager.conf
+    lines."""
+    lab.reset_phones()
+    lab.wait_idle(60)
+    path = tmp_path / "cti.toml"
+    write_config(path, site.config())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cti_cli", "--config", str(path), "doctor", "--json",
+         "--sample", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    time.sleep(2.5)  # doctor is logged in and sampling by now
+    lab.call("101", caller="+79995551316", caller_name="Noise", talk=1.0)
+    out, err = proc.communicate(timeout=120)
+    lab.wait_idle(60)
+    checks = {c["id"]: c for c in json.loads(out)["checks"]}
+    assert proc.returncode == 0, err
+    only(checks, {})
+    detail = checks["ami.events"]["detail"]
+    assert "% noise: VarSet" in detail, detail
+    assert detail.endswith("; Asterisk leaves the noise out of the agent's session (AMI event "
+                           "filters)")  # fmt: skip

@@ -6,7 +6,9 @@ read where `cti enable` reads them (`GetConfig manager.conf`, else `manager show
 see no call ever. Then the event stream is sampled: every event the call tracker has no use for
 is noise (VarSet, Newexten, RTCP…), and when noise dominates, `eventfilter` lines for
 manager.conf are suggested — in the structured syntax where Asterisk has it (18.25, 20.10,
-21.5, 22.0 and later), else the legacy regular-expression form.
+21.5, 22.0 and later), else the legacy regular-expression form — unless Asterisk takes the AMI
+event filters the agent asks for on its own session (`cti_cli.ami.filters`, write=system): then
+the noise never reaches the agent and needs no manager.conf lines.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cti_cli.ami.errors import (
     NotAMIServer,
     TLSError,
 )
+from cti_cli.ami.filters import FiltersHalfApplied, filter_events
 from cti_cli.ami.versions import asterisk_from_ami
 from cti_cli.config import Config, ServerConfig
 from cti_cli.doctor import Check, fail, ok, warn
@@ -195,23 +198,44 @@ async def _sample(client: AMIClient, seconds: float) -> Counter[str]:
     return counts
 
 
-def _events(counts: Counter[str], seconds: float, asterisk: str) -> Check:
+async def _filters(client: AMIClient) -> str | None:
+    """Whether Asterisk takes the agent's AMI event filters (`filter_events`, asked on this
+    session after sampling, so the sample saw the whole stream): None when it does, else why
+    not."""
+    try:
+        return await filter_events(client, useful_events())
+    except FiltersHalfApplied as exc:
+        return str(exc)
+    except AMIError as exc:
+        return f"could not ask Asterisk for AMI event filters ({exc.describe()})"
+
+
+def _events(
+    counts: Counter[str], seconds: float, asterisk: str, refused: str | None = None
+) -> Check:
+    """The noise share of the sample. ``refused``: why Asterisk will not filter the agent's
+    session (None: it will, so the noise never reaches the agent and needs no manager.conf
+    lines)."""
     name = "AMI events"
     total = sum(counts.values())
+    filtered = "; Asterisk leaves the noise out of the agent's session (AMI event filters)"
     if total == 0:
         return ok("ami.events", name, f"no events in {seconds:g} s (no calls just now); "
-                  "noise share not measured")  # fmt: skip
+                  "noise share not measured" + (filtered if refused is None else ""))  # fmt: skip
     useful = useful_events()
     noise = Counter({k: v for k, v in counts.items() if k not in useful})
     share = sum(noise.values()) / total
     top = ", ".join(f"{k} {v}" for k, v in noise.most_common(4))
     detail = (f"{total} events in {seconds:g} s ({total / seconds:.0f}/s), "
               f"{share:.0%} noise" + (f": {top}" if top else ""))  # fmt: skip
+    if refused is None:
+        return ok("ami.events", name, detail + filtered)
     if share > NOISE_WARN_SHARE and total >= NOISE_MIN_EVENTS:
         return warn(
-            "ami.events", name, detail,
-            "Most events are of no use to cti: add these lines to the AMI user's section of "
-            "manager.conf and run 'manager reload'.",
+            "ami.events", name, f"{detail}; {refused}",
+            "Most events are of no use to cti: give the AMI user write=system in manager.conf "
+            "(on Asterisk 22 and later the agent then asks Asterisk to leave them out of its "
+            "session), or add these lines to its section; then run 'manager reload'.",
             filter_lines(noise, asterisk),
         )  # fmt: skip
     return ok("ami.events", name, detail)
@@ -293,7 +317,7 @@ async def _server_checks(
                             f"events: {exc.describe()}", "Check the Asterisk log (manager) and "
                             "the network; the agent reconnects by itself."))  # fmt: skip
             return out
-        out.append(_events(counts, sample, asterisk))
+        out.append(_events(counts, sample, asterisk, await _filters(client)))
         with contextlib.suppress(AMIError):
             await client.logoff(timeout=2.0)
         return out
