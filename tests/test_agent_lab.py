@@ -572,6 +572,7 @@ def test_asterisk_sends_only_the_events_the_agent_reads_when_its_user_may_filter
         finish(lab)
         counts = _ami_event_counts(agent)
         log = agent.text()
+        filters = agent.health()[1]["servers"][0]["event_filters"]
     finally:
         agent.terminate()
     assert len(receiver.of("screen_pop", caller=caller)) == 1
@@ -581,7 +582,9 @@ def test_asterisk_sends_only_the_events_the_agent_reads_when_its_user_may_filter
     if user == "all":
         assert "Asterisk sends only the 31 kinds of events the agent reads" in log, log[-2000:]
         assert not noise, f"Asterisk still sent events nobody reads: {noise}"
+        assert filters is True  # /healthz says so
     else:
         assert "reading every event and dropping the unread ones here" in log, log[-2000:]
         assert "Permission denied" in log and "write = system" in log
         assert noise.get("VarSet", 0) > 10, counts
+        assert filters is False

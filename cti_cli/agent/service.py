@@ -1286,7 +1286,7 @@ class Agent:
             "ami": {"connected": self.connected, "server": f"{first.host}:{first.port}"},
             "servers": [
                 {"pbx": s.name, "server": f"{s.server.host}:{s.server.port}",
-                 "connected": s.connected, "error": s.error}
+                 "connected": s.connected, "error": s.error, "event_filters": s.server_filters}
                 for s in self.sessions.values()
             ],
             "active_calls": sum(s.planner.active() for s in self.sessions.values()),
