@@ -94,6 +94,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# a new row is its group's head when the group has no pending row yet
+_PUT = (
+    "INSERT OR IGNORE INTO items"
+    " (target, key, grp, event, body, intent, created, expires_at, next_at, head)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM items"
+    " WHERE target = ? AND grp = ? AND state = 'pending'))"
+)
 LOOP_CHECKPOINT_PAGES = 8000  # ≈ 32 MiB of WAL between checkpoints on the owner's thread
 _COLUMNS = "id, target, key, grp, event, body, created, expires_at, attempts"
 
@@ -302,6 +309,29 @@ class Outbox:
             if not single:
                 db.execute("RELEASE w")
 
+    def _write1(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+        """``with self._write(single=True) as db: db.execute(sql, params)`` without the three
+        generator context managers: the agent's every put and delivery outcome comes here, a
+        thousand times a second under load."""
+        if self._defer is None:
+            with self._write(single=True) as db:
+                return db.execute(sql, params)
+        db = self.db
+        try:
+            if not self._open_tx:
+                db.execute("BEGIN IMMEDIATE")
+                self._open_tx = True
+                self._defer(self._commit_deferred)
+            try:
+                return db.execute(sql, params)
+            except BaseException:
+                if not db.in_transaction:  # SQLite rolled the whole batch back (disk full, I/O)
+                    self._open_tx = False
+                    self._rolled_back = True  # say so at commit
+                raise
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: {exc}") from None
+
     def _commit_deferred(self) -> None:
         """The deferred commit (``defer`` calls it); a failure is kept in ``commit_error``
         and the transaction rolled back (what it held was never handed out)."""
@@ -357,10 +387,8 @@ class Outbox:
         self, item_id: int, sets: str, params: Sequence[object], states: str = "('pending')"
     ) -> None:
         """One row out of pending; the trigger ``items_next_head`` moves its group's head."""
-        with self._write(single=True) as db:
-            db.execute(
-                f"UPDATE items SET {sets} WHERE id = ? AND state IN {states}", (*params, item_id)
-            )
+        self._write1(f"UPDATE items SET {sets} WHERE id = ? AND state IN {states}",
+                     (*params, item_id))  # fmt: skip
 
     # ------------------------------------------------------------ writing
 
@@ -381,28 +409,27 @@ class Outbox:
         skipped). ``body=None``: still building."""
         if isinstance(targets, str):
             raise TypeError("targets must be a sequence of target names, not one string")
+        if len(targets) == 1:  # the common case: one statement, no savepoint
+            target = targets[0]
+            cursor = self._write1(_PUT, (target, key, group, event, body, intent, now,
+                                         expires_at, now, target, group))  # fmt: skip
+            return [target] if cursor.rowcount > 0 else []
         new: list[str] = []
-        with self._write(single=len(targets) == 1) as db:
+        with self._write() as db:
             for target in targets:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO items"
-                    " (target, key, grp, event, body, intent, created, expires_at, next_at, head)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM items"
-                    " WHERE target = ? AND grp = ? AND state = 'pending'))",
-                    (target, key, group, event, body, intent, now, expires_at, now, target, group),
-                )
+                cursor = db.execute(_PUT, (target, key, group, event, body, intent, now,
+                                           expires_at, now, target, group))  # fmt: skip
                 if cursor.rowcount > 0:
                     new.append(target)
         return new
 
     def finish(self, key: str, group: str, body: bytes) -> None:
         """Fill the body of a building message, for all its targets."""
-        with self._write(single=True) as db:
-            db.execute(
-                "UPDATE items SET body = ? WHERE key = ? AND grp = ? AND body IS NULL"
-                " AND state = 'pending'",
-                (body, key, group),
-            )
+        self._write1(
+            "UPDATE items SET body = ? WHERE key = ? AND grp = ? AND body IS NULL"
+            " AND state = 'pending'",
+            (body, key, group),
+        )
 
     def cancel(self, key: str, group: str, reason: str, *, now: float) -> None:
         """Drop a message still building (the rule skipped the pop) for all its targets; the
@@ -424,12 +451,11 @@ class Outbox:
         )
 
     def retry(self, item_id: int, *, next_at: float, error: str) -> None:
-        with self._write(single=True) as db:
-            db.execute(
-                "UPDATE items SET attempts = attempts + 1, next_at = ?, last_error = ?"
-                " WHERE id = ? AND state = 'pending'",
-                (next_at, error, item_id),
-            )
+        self._write1(
+            "UPDATE items SET attempts = attempts + 1, next_at = ?, last_error = ?"
+            " WHERE id = ? AND state = 'pending'",
+            (next_at, error, item_id),
+        )
 
     def dead(self, item_id: int, *, reason: str, now: float) -> None:
         self._leave_pending(
@@ -529,12 +555,14 @@ class Outbox:
         """Each group's oldest pending row, if it is ready (has a body) and ``next_at <= now``;
         oldest first, at most ``limit``, groups in ``exclude_groups`` left out."""
         extra, groups = _not_in(exclude_groups)
-        with self._guard() as db:
-            rows: list[Row] = db.execute(
+        try:
+            rows: list[Row] = self.db.execute(
                 f"SELECT {_COLUMNS} FROM items WHERE target = ? AND state = 'pending'"
                 f" AND head = 1 AND body IS NOT NULL AND next_at <= ?{extra} ORDER BY id LIMIT ?",
                 (target, now, *groups, limit),
             ).fetchall()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: {exc}") from None
         return [_item(row) for row in rows]
 
     def next_due_at(self, target: str, *, exclude_groups: Collection[str] = ()) -> float | None:
