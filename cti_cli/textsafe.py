@@ -29,6 +29,13 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
+def json_printable(encoded: str) -> str:
+    """A JSON document (``json.dumps(..., ensure_ascii=False)``) with the characters JSON leaves
+    raw but a terminal acts on (DEL, C1 controls, bidi overrides, U+2028/9) written as
+    ``\\uNNNN``: still valid JSON that decodes to the same strings."""
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", encoded)
+
+
 MESSAGE_LIMIT = 600  # characters of one error or warning line
 
 

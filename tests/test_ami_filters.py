@@ -6,12 +6,14 @@ really does with them is in tests/test_agent_lab.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from cti_cli.ami.client import AMIClient
-from cti_cli.ami.filters import FiltersHalfApplied, ami_major, filter_events
+from cti_cli.ami.filters import FiltersPartlyApplied, ami_major, filter_events
 from cti_cli.ami.message import Message
+from cti_cli.ami.reconnect import ConnectionState, ConnectParams, ReconnectingClient
 from tests.test_ami_client import (
     SECRET,
     FakeAMI,
@@ -92,12 +94,11 @@ async def test_filters_taken_half_way_fail_the_connection() -> None:
     answers = ["ok", "ok", "Filter Rejected"]
     async with FakeAMI(peer(answers, seen)) as server:
         client = await client_of(server)
-        with pytest.raises(FiltersHalfApplied) as err:
+        with pytest.raises(FiltersPartlyApplied) as err:
             await filter_events(client, NAMES)
         await client.close()
     assert str(err.value) == (
-        "Asterisk took 2 of 4 event filters and refused the others (Filter Rejected); "
-        "reconnecting without filters"
+        "Asterisk took 2 of 4 event filters and refused the others (Filter Rejected)"
     )
 
 
@@ -112,12 +113,67 @@ async def test_an_older_asterisk_is_not_asked() -> None:
         why = await filter_events(client, NAMES)
         await client.ping()
         await client.close()
-    assert why == "AMI 7.0.3 has no advanced event filters"
+    assert why == "AMI 7.0.3 is not asked for event filters (Asterisk 22 and later are)"
     assert [a["Action"] for a in seen if a["Action"] == "Filter"] == []
 
 
 @pytest.mark.parametrize(
-    ("version", "major"), [("11.0.0", 11), ("2.10.4", 2), ("", None), ("x.1", None), (None, None)]
-)
+    ("version", "major"),
+    [("11.0.0", 11), ("2.10.4", 2), ("12", 12), ("", None), ("x.1", None), (None, None),
+     ("1" * 5000 + ".0.0", None), ("١١.0.0", None), ("11x.0", None)],
+)  # fmt: skip
 def test_ami_major(version: str | None, major: int | None) -> None:
     assert ami_major(version) == major
+
+
+@aio
+async def test_asterisks_long_hostile_refusal_is_shortened() -> None:
+    seen: list[Message] = []
+    said = "Permission denied \x1b[31m" + "x" * 200_000
+    async with FakeAMI(peer([said], seen)) as server:
+        client = await client_of(server)
+        why = await filter_events(client, NAMES)
+        await client.close()
+    assert why is not None and why.startswith("Asterisk refused event filters: Permission denied")
+    assert len(why) < 300 and "characters left out" in why
+
+
+@aio
+async def test_a_name_that_would_change_the_criteria_is_refused() -> None:
+    seen: list[Message] = []
+    async with FakeAMI(peer(["ok"], seen)) as server:
+        client = await client_of(server)
+        with pytest.raises(ValueError, match="not an AMI event name"):
+            await filter_events(client, ["Newchannel", "X),action(exclude"])
+        await client.close()
+    assert not [a for a in seen if a["Action"] == "Filter"], "nothing is half installed"
+
+
+@aio
+async def test_a_failing_on_connect_backs_off_instead_of_reconnecting_at_once() -> None:
+    """Whatever goes wrong while a connection is set up (here a bug: ValueError) is a failed
+    connection: said in the state, retried after the backoff, never a tight reconnect loop."""
+    seen: list[Message] = []
+    async with FakeAMI(peer(["ok"], seen)) as server:
+        states: list[ConnectionState] = []
+
+        async def broken(_client: AMIClient) -> None:
+            raise ValueError("bad setup")
+
+        params = ConnectParams("127.0.0.1", server.port, "cti", SECRET, timeout=5, auth="plain")
+        client = ReconnectingClient(params, on_state=states.append, on_connect=broken,
+                                    backoff_initial=0.2, jitter=0.0)  # fmt: skip
+
+        async def consume() -> None:
+            async for _ in client.events():
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1.0)
+        await client.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    errors = [s.error for s in states if s.state == "error"]
+    assert errors and errors[0] == "ValueError: bad setup"
+    assert 2 <= server.connections <= 4, server.connections  # 0.2 s, 0.4 s, 0.8 s…

@@ -66,6 +66,22 @@ def test_printable_escapes_terminal_controls_and_keeps_text() -> None:
     assert printable("Иван [red] :smile:") == "Иван [red] :smile:"
 
 
+def test_the_agents_json_log_line_carries_hostile_text_escaped_and_decodes_to_it() -> None:
+    """journalctl/tail show a JSON log line on a terminal: a caller name with an 8-bit CSI, NEL,
+    a bidi override or a line separator must not act there, and the JSON must still decode to
+    exactly what the PBX sent (Cyrillic written as it is)."""
+    import json
+    import logging
+
+    from cti_cli.agent.logs import JsonFormatter
+
+    name = "Иван\x9b2J\x85\u202eПетров\u2028\x7f\x1b[31m"
+    record = logging.LogRecord("cti.agent", logging.INFO, __file__, 1, "pop for %s", (name,), None)
+    line = JsonFormatter().format(record)
+    assert not any(ch in line for ch in "\x9b\x85\u202e\u2028\x7f\x1b\n"), repr(line)
+    assert "Иван" in line and json.loads(line)["message"] == f"pop for {name}"
+
+
 def frame(board: CallBoard, now: float) -> str:
     out = io.StringIO()
     Console(file=out, width=400, color_system=None, force_terminal=False).print(board.render(now))

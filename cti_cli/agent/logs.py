@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from cti_cli.textsafe import printable
+from cti_cli.textsafe import json_printable, printable
 
 
 class SafeFormatter(logging.Formatter):
@@ -40,8 +40,9 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        # JSON escapes every control character itself; keep UTF-8 readable
-        return json.dumps(data, ensure_ascii=False)
+        # JSON escapes C0 controls itself; DEL, C1 and bidi controls it leaves raw (UTF-8 stays
+        # readable, Cyrillic as it is)
+        return json_printable(json.dumps(data, ensure_ascii=False))
 
 
 def setup(level: int = logging.INFO, fmt: str = "text") -> None:

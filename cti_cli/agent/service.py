@@ -60,7 +60,7 @@ from cti_cli.agent.pops import (
 from cti_cli.agent.rule import RuleOutcome, RuleRunner
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.codec import EventFilter
-from cti_cli.ami.filters import FiltersHalfApplied, filter_events
+from cti_cli.ami.filters import FiltersPartlyApplied, filter_events
 from cti_cli.ami.params import server_params
 from cti_cli.ami.reconnect import (
     ConnectionState,
@@ -82,6 +82,7 @@ POLL_SECONDS = 0.5
 HELD_MAX = 20_000  # outbox writes kept in memory while the disk refuses them
 STEADY_SECONDS = 5.0  # an outbox that failed is back once it has saved for this long
 SHUTDOWN_SECONDS = 5.0
+SESSION_RESTART_SECONDS = 1.0  # after an AMI session ended by an unexpected error
 GROUP_COMMIT_SECONDS = 0.005  # a SIGKILL inside it is as if it came before the read (reconcile)
 SWITCH_INTERVAL = 0.001  # seconds: how soon a rule thread gets the GIL from the loop
 LIFECYCLE_TTL = 24 * 3600.0
@@ -146,7 +147,7 @@ class PbxSession:
         self.error: str | None = None
         self.unfinished_checked = False
         self.server_filters: bool | None = None  # Asterisk filters this session's events
-        self.server_filters_broken = False  # it took only some filters once: never ask again
+        self.server_filters_broken = False  # it took only some filters: not asked again
 
     def configure(self, config: cfg.Config) -> None:
         owners = operators_by_extension(config.teams, self.name)
@@ -241,6 +242,10 @@ class Agent:
             ) != (server.host, server.port) or calls_changed:
                 session.tracker = _tracker(config)
                 session.drops = DropNotice(session.tracker)
+            if (session.server.host, session.server.port, session.server.login) != (
+                server.host, server.port, server.login,
+            ):  # maybe another Asterisk or user: ask it for event filters afresh  # fmt: skip
+                session.server_filters, session.server_filters_broken = None, False
             session.server = server
             session.configure(config)
             out[name] = session
@@ -396,6 +401,10 @@ class Agent:
             for pbx in sessions:
                 if pbx.client is not None:
                     await pbx.client.close()
+            crashed = [
+                task for task in running
+                if task.done() and not task.cancelled() and task.exception() is not None
+            ]  # fmt: skip
             for task in running:
                 task.cancel()
             for task in running:
@@ -404,6 +413,14 @@ class Agent:
             for pbx in sessions:
                 pbx.client = None
                 pbx.connected = False
+            for task in crashed:  # a bug, not a PBX failure: said, and never a tight loop
+                exc = task.exception()
+                log.error("%s stopped: %s: %s; starting again in %g s", task.get_name(),
+                          type(exc).__name__, exc, SESSION_RESTART_SECONDS)  # fmt: skip
+            if crashed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SESSION_RESTART_SECONDS):
+                        await self._stopping.wait()
 
     async def _wait_for(self, event: asyncio.Event) -> None:
         """Until `event` (cleared afterwards) or stop."""
@@ -486,16 +503,19 @@ class Agent:
             log.info("%s: connected and logged in", ami)
 
     async def _filter_events(self, pbx: PbxSession, client: AMIClient) -> None:
-        """Ask Asterisk for only the events the tracker reads (`filter_events`); said in the
-        log when it changes, not on every reconnect."""
-        if pbx.server_filters_broken:
-            return
+        """Ask Asterisk for only the events the tracker reads (`filter_events`), before the
+        reconcile (events whose filter is not in yet are dropped meanwhile); said in the log
+        when the answer changes, not on every reconnect."""
         where = f"{pbx.name}: " if self.several else ""
+        if pbx.server_filters_broken:
+            pbx.server_filters = False
+            return
         try:
             why = await filter_events(client, pbx.events.names)
-        except FiltersHalfApplied as exc:
-            pbx.server_filters_broken = True  # never again for this PBX: the connection drops
-            log.warning("%sAMI: %s", where, exc)
+        except FiltersPartlyApplied as exc:
+            pbx.server_filters, pbx.server_filters_broken = False, True
+            log.warning("%sAMI: %s; not asking again: this session is dropped and the next "
+                        "reads every event", where, exc)  # fmt: skip
             raise
         applied = why is None
         if applied == pbx.server_filters:

@@ -203,6 +203,9 @@ class ReconnectingClient:
             except AMIError as exc:
                 await self._drop()
                 self._notify("error", error=self._describe(exc))
+            except Exception as exc:  # a bug in on_connect: back off like any failed connection
+                await self._drop()
+                self._notify("error", error=f"{type(exc).__name__}: {exc}")
             except BaseException:
                 await self._drop()
                 raise

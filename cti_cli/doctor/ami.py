@@ -32,7 +32,7 @@ from cti_cli.ami.errors import (
     NotAMIServer,
     TLSError,
 )
-from cti_cli.ami.filters import FiltersHalfApplied, filter_events
+from cti_cli.ami.filters import FiltersPartlyApplied, filter_events
 from cti_cli.ami.versions import asterisk_from_ami
 from cti_cli.config import Config, ServerConfig
 from cti_cli.doctor import Check, fail, ok, warn
@@ -204,7 +204,7 @@ async def _filters(client: AMIClient) -> str | None:
     not."""
     try:
         return await filter_events(client, useful_events())
-    except FiltersHalfApplied as exc:
+    except FiltersPartlyApplied as exc:
         return str(exc)
     except AMIError as exc:
         return f"could not ask Asterisk for AMI event filters ({exc.describe()})"
