@@ -214,9 +214,10 @@ class Harness:
         self.task: asyncio.Task[None] | None = None
 
     def put(self, key: str, group: str, body: bytes | None = b'{"x":1}', *, now: float = T,
-            ttl: float = DAY, event: str = "call.ringing") -> list[str]:  # fmt: skip
+            ttl: float = DAY, event: str = "call.ringing", say_group: bool = False,
+            ) -> list[str]:  # fmt: skip
         new = self.box.put(["desk"], key, group, event, body, now=now, expires_at=now + ttl)
-        self.deliverer.wake()
+        self.deliverer.wake(group if say_group else None)  # as the agent does: its put's group
         return new
 
     def start(self) -> None:
@@ -359,6 +360,73 @@ async def test_order_within_a_group_while_another_group_proceeds(
     assert by_key["a2"].at >= a1.answered_at
     assert receiver.keys().index("b1") < receiver.keys().index("b2")
     assert len(receiver.requests) == 4
+
+
+@aio
+async def test_a_calls_next_event_goes_out_when_the_one_before_is_answered(
+    receiver: Receiver, box: Outbox
+) -> None:
+    """The agent wakes the deliverer with the group it put to. A row put while its group's
+    request is in flight is not looked at then; it must go out as soon as that answer comes,
+    not at the next poll (2 s), while other calls keep the target busy."""
+    receiver.clock = time.time
+    release, busy = threading.Event(), threading.Event()
+    holds = {"a1": release, "c1": busy}  # c1 keeps the deliverer busy throughout
+    receiver.script = lambda r: Reply(hold=holds[r.key]) if r.key in holds else Reply()
+    h = Harness(receiver, box, time.time)
+    h.start()
+    h.put("c1", "C", now=time.time(), say_group=True)
+    h.put("a1", "A", now=time.time(), say_group=True)
+    await until(lambda: sorted(receiver.keys()) == ["a1", "c1"])
+    h.put("a2", "A", now=time.time(), say_group=True)  # its group is in flight
+    for n in range(3):  # other calls come and go meanwhile
+        h.put(f"b{n}", f"B{n}", now=time.time(), say_group=True)
+    await h.done("b0", "b1", "b2")
+    await asyncio.sleep(0.1)
+    sent = receiver.keys()
+    assert "a2" not in sent
+    release.set()
+    await h.done("a1", "a2", timeout=1.5)
+    busy.set()
+    await h.done("c1")
+    await h.close()
+    by_key = {request.key: request for request in receiver.requests}
+    answered = by_key["a1"].answered_at
+    assert answered is not None and by_key["a2"].at - answered < 0.5, by_key["a2"].at - answered
+
+
+@aio
+async def test_a_retry_goes_out_at_its_time_while_another_request_hangs(
+    receiver: Receiver, box: Outbox
+) -> None:
+    """A 503 for one call while another call's request hangs in flight: the retry goes out
+    when its backoff ends, though the target's pause ended a little before it (jitter) and
+    nothing else would look at that call until the next poll, 2 s later."""
+
+    class Jitter:  # the retry's backoff draws no jitter, the target's pause the most
+        draws = iter([0.0, 1.0])
+
+        def random(self) -> float:
+            return next(self.draws, 0.5)
+
+    receiver.clock = time.time
+    busy = threading.Event()
+    receiver.script = lambda r: (Reply(503) if r.key == "k" and len(receiver.requests) <= 2
+                                 else Reply(hold=busy) if r.key == "c" else Reply())  # fmt: skip
+    h = Harness(receiver, box, time.time, backoff_initial=0.4)
+    h.deliverer._rng = Jitter()  # type: ignore[assignment]
+    h.start()
+    h.put("c", "C", now=time.time(), say_group=True)
+    await until(lambda: receiver.keys() == ["c"])
+    h.put("k", "K", now=time.time(), say_group=True)
+    await until(lambda: h.outcome("k") == "retry")
+    failed_at = time.monotonic()  # retry due 0.4 s later, the pause ends after 0.3 s
+    while h.outcome("k") != "delivered" and time.monotonic() - failed_at < 1.9:
+        await asyncio.sleep(0.02)
+    busy.set()
+    await h.close()
+    retried = [r.at for r in receiver.requests if r.key == "k"][1:]
+    assert retried and retried[0] - failed_at < 0.9, "retried at its backoff, not at the poll"
 
 
 @aio

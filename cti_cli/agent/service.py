@@ -575,10 +575,12 @@ class Agent:
         if not plan.lifecycle and not plan.pops and not zammad:
             return
         now = self.clock()
+        groups: set[str] = set()  # what the deliverers need to look at (one call: one group)
         if zammad and self.outbox is not None:
             targets, expires = self._zammad_targets, now + LIFECYCLE_TTL
             for item in zammad:
                 group = self._group(pbx.name, item.call_id)
+                groups.add(group)
 
                 def put(o: Outbox, i: Any = item, g: str = group) -> object:
                     return o.put(targets, i.key, g, i.event, i.body, now=now, expires_at=expires)
@@ -587,11 +589,14 @@ class Agent:
         # the pop first: it is what the operator waits for; the call event it came with queues
         # behind it (same call, same order for every receiver) for the few ms the rule takes
         for pop in plan.pops:
+            groups.add(self._group(self._pop_pbx(pop), pop.call["call_id"]))
             self._put_pop(pop, now)
         for life in plan.lifecycle:
+            groups.add(self._group(pbx.name, life.call_id))
             self._put_lifecycle(life, now, pbx.name)
+        only = next(iter(groups)) if len(groups) == 1 else None
         for deliverer in self.deliverers.values():
-            deliverer.wake()
+            deliverer.wake(only)
 
     def _targets(self, event: str) -> list[str]:
         """JSON webhooks and event buses that take `event`."""
@@ -703,7 +708,7 @@ class Agent:
             group = self._group(pbx, call["call_id"])
             self._save(lambda o: o.finish(pop.key, group, sent))
             for deliverer in self.deliverers.values():
-                deliverer.wake()
+                deliverer.wake(group)
 
     def _skip_pop(self, pop: PopRequest, call: dict[str, Any], reason: str | None) -> None:
         """The rule decided this operator gets no pop: nothing opens, nothing is sent, and the

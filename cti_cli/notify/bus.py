@@ -254,7 +254,7 @@ class BusDeliverer(OutboxDeliverer):
         wave = self._wave
         now = self._clock()
         if now >= item.expires_at:
-            self.outbox.expired(item.id, now=now)
+            self._left(item, self.outbox.expired(item.id, now=now))
             return self._report(item, "expired", None, 0.0, "expired before delivery")
         try:
             data = json.loads(item.body)
@@ -286,7 +286,7 @@ class BusDeliverer(OutboxDeliverer):
             log.info("%s %s %s: already in the stream (JetStream dropped the duplicate)",
                      self.target, item.event, item.key)  # fmt: skip
         self._failures = 0
-        self.outbox.delivered(item.id, now=self._clock())
+        self._left(item, self.outbox.delivered(item.id, now=self._clock()))
         return self._report(
             item, "delivered", None, latency, None, b"duplicate" if duplicate else b""
         )

@@ -385,10 +385,13 @@ class Outbox:
 
     def _leave_pending(
         self, item_id: int, sets: str, params: Sequence[object], states: str = "('pending')"
-    ) -> None:
-        """One row out of pending; the trigger ``items_next_head`` moves its group's head."""
+    ) -> bool:
+        """One row out of pending; the trigger ``items_next_head`` moves its group's head. True
+        when it did: the group has a next row (the deliverer need not look otherwise)."""
+        before = self.db.total_changes
         self._write1(f"UPDATE items SET {sets} WHERE id = ? AND state IN {states}",
                      (*params, item_id))  # fmt: skip
+        return self.db.total_changes - before > 1
 
     # ------------------------------------------------------------ writing
 
@@ -441,9 +444,10 @@ class Outbox:
                 (now, reason, key, group),
             )
 
-    def delivered(self, item_id: int, *, now: float) -> None:
+    def delivered(self, item_id: int, *, now: float) -> bool:
+        """Mark a row delivered; True when its group's next row became the head."""
         # A row the sweep expired while its request was in flight did arrive: say so.
-        self._leave_pending(
+        return self._leave_pending(
             item_id,
             "state = 'delivered', attempts = attempts + 1, delivered_at = ?, finished_at = ?",
             (now, now),
@@ -457,16 +461,16 @@ class Outbox:
             (next_at, error, item_id),
         )
 
-    def dead(self, item_id: int, *, reason: str, now: float) -> None:
-        self._leave_pending(
+    def dead(self, item_id: int, *, reason: str, now: float) -> bool:
+        return self._leave_pending(
             item_id,
             "state = 'dead', attempts = attempts + 1, last_error = ?, finished_at = ?",
             (reason, now),
         )
 
-    def expired(self, item_id: int, *, now: float) -> None:
+    def expired(self, item_id: int, *, now: float) -> bool:
         """Mark one pending row expired (the deliverer's check just before sending)."""
-        self._leave_pending(item_id, "state = 'expired', finished_at = ?", (now,))
+        return self._leave_pending(item_id, "state = 'expired', finished_at = ?", (now,))
 
     def expire(self, *, now: float, target: str | None = None) -> list[Item]:
         """Pending rows (building or not) whose ``expires_at`` has come → expired; returned."""

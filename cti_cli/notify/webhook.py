@@ -209,12 +209,42 @@ class OutboxDeliverer:
         self._wave = 0
         self._paused_until = 0.0
         self._expired_at = float("-inf")
+        # What may have become due since the last `due` query. Under load half of those queries
+        # found nothing: every group they could return was in flight. Now a step queries only
+        # when a group not in flight was touched (a put, a request that ended) or when anything
+        # may have changed (`_look_all`: start, a timer, an unknown wake, a sweep).
+        self._look_all = True
+        self._touched: set[str] = set()
+        self._ask_next = True  # `next_due_at` must be asked again (else `_next_known` holds)
+        self._next_known: float | None = None
+        self._retry_due: float | None = None  # the soonest retry this deliverer scheduled
 
     # ------------------------------------------------------------ control
 
-    def wake(self) -> None:
-        """Look at the outbox now (call after each put)."""
+    def wake(self, group: str | None = None) -> None:
+        """Look at the outbox now (call after each put; ``group``: the only group the put
+        touched, when the caller knows it)."""
+        if group is None:
+            self._look_all = True
+        else:
+            self._touched.add(group)
         self._kick.set()
+
+    def _rouse(self) -> None:
+        """A wait ran out: anything may be due now (a retry's time, another process's write)."""
+        self._look_all = self._ask_next = True
+        self._kick.set()
+
+    def _ended_task(self, _task: asyncio.Task[DeliveryResult]) -> None:
+        """A request ended: a slot is free (its group is touched by `_left` if it has a next
+        row)."""
+        self._kick.set()
+
+    def _left(self, item: Item, promoted: bool) -> None:
+        """``item`` left pending (delivered, dead, expired); ``promoted``: the outbox made its
+        group's next row the head, which may be due now."""
+        if promoted:
+            self._touched.add(item.group)
 
     def stop(self) -> None:
         """Stop now: in-flight requests are abandoned and their rows stay pending."""
@@ -287,37 +317,60 @@ class OutboxDeliverer:
             if now < alarm.when() <= when:
                 return
             alarm.cancel()
-        self._alarm = loop.call_at(when, self._kick.set)
+        self._alarm = loop.call_at(when, self._rouse)
 
     def _step(self) -> float | None:
         """Expire, start what is due; how long to sleep (None: until woken)."""
         if self.gate is not None and not self.gate():
+            self._look_all = self._ask_next = True  # when the gate opens, anything may be due
             return HOLD_SECONDS
         now = self._clock()
         if now - self._expired_at >= 1.0:  # a write transaction: not on every wake-up
             self._expired_at = now
-            for item in self.outbox.expire(now=now, target=self.target):
+            expired = self.outbox.expire(now=now, target=self.target)
+            if expired:  # their groups' next rows are heads now
+                self._look_all = self._ask_next = True
+            for item in expired:
                 self._report(item, "expired", None, 0.0, "expired before delivery")
         if now < self._paused_until:
+            self._look_all = True
             return self._paused_until - now
-        free = self._concurrency - len(self._inflight)
-        if free > 0:
-            for item in self.outbox.due(
-                self.target, now=now, limit=free, exclude_groups=self._inflight.keys()
-            ):
+        if self._retry_due is not None and now >= self._retry_due:
+            self._retry_due, self._look_all = None, True
+        inflight = self._inflight
+        free = self._concurrency - len(inflight)
+        if free > 0 and (self._look_all or not self._touched.issubset(inflight.keys())):
+            self._look_all = False
+            self._touched.clear()  # in-flight ones are touched again when their request ends
+            items = self.outbox.due(
+                self.target, now=now, limit=free, exclude_groups=inflight.keys()
+            )
+            if len(items) == free:  # maybe more than could be taken
+                self._look_all = True
+            for item in items:
                 task = asyncio.create_task(self.deliver(item), name=f"webhook {item.key}")
-                task.add_done_callback(lambda _task: self._kick.set())
-                self._inflight[item.group] = task
-        if len(self._inflight) >= self._concurrency:
+                task.add_done_callback(self._ended_task)
+                inflight[item.group] = task
+        if len(inflight) >= self._concurrency:
             return None
-        if self._inflight:
+        if inflight:
             # each request in flight wakes this loop when it ends: look again then (at most
             # POLL_SECONDS later, should they all hang) rather than query the next due time on
             # every step; under load that query was a tenth of the deliverer's work
+            if self._retry_due is not None:  # a retry's time comes sooner: look then
+                return min(POLL_SECONDS, self._retry_due - now)
             return POLL_SECONDS
-        next_at = self.outbox.next_due_at(self.target, exclude_groups=self._inflight.keys())
+        # idle: when is something next due? Asked again only after a retry, a timer or a sweep,
+        # or once the time it gave has come (between them only puts happen, due at once)
+        if self._ask_next or (self._next_known is not None and self._next_known <= now):
+            self._ask_next = False
+            self._next_known = self.outbox.next_due_at(self.target)
+        next_at = self._next_known
         # look again at least every POLL_SECONDS: `cti outbox retry` writes from another process
         wait = POLL_SECONDS if next_at is None else next_at - self._clock()
+        if wait <= 0:  # due now, or a building row past its time: look and sweep at once
+            self._look_all = True
+            self._expired_at = float("-inf")
         return min(wait, POLL_SECONDS)
 
     def _reap(self) -> None:
@@ -359,6 +412,9 @@ class OutboxDeliverer:
         now = self._clock()
         delay = wait if wait is not None else self._backoff(item.attempts)
         self.outbox.retry(item.id, next_at=now + delay, error=error)
+        self._ask_next = True  # a time later than any put's: `next_due_at` must know it
+        if self._retry_due is None or now + delay < self._retry_due:
+            self._retry_due = now + delay  # and `_step` looks then, however busy the target
         if wave == self._wave:  # the first failure of this wave of requests
             self._wave += 1
             self._failures += 1
@@ -368,7 +424,7 @@ class OutboxDeliverer:
 
     def _dead(self, item: Item, status: int | None, latency: float, reason: str) -> DeliveryResult:
         self._failures = 0
-        self.outbox.dead(item.id, reason=reason, now=self._clock())
+        self._left(item, self.outbox.dead(item.id, reason=reason, now=self._clock()))
         return self._report(item, "dead", status, latency, reason)
 
     def _backoff(self, attempt: int) -> float:
@@ -457,7 +513,7 @@ class WebhookDeliverer(OutboxDeliverer):
         wave = self._wave
         now = self._clock()
         if now >= item.expires_at:
-            self.outbox.expired(item.id, now=now)
+            self._left(item, self.outbox.expired(item.id, now=now))
             return self._report(item, "expired", None, 0.0, "expired before delivery")
         timestamp = str(int(now))
         headers = [
@@ -497,7 +553,7 @@ class WebhookDeliverer(OutboxDeliverer):
             return self._retry(item, wave, None, latency, error or "no answer", None)
         if 200 <= status < 300:
             self._failures = 0
-            self.outbox.delivered(item.id, now=self._clock())
+            self._left(item, self.outbox.delivered(item.id, now=self._clock()))
             return self._report(item, "delivered", status, latency, None, answer)
         reason = f"HTTP {status}: {clean_text(answer) or clean_text(phrase)}"
         if 300 <= status < 400:
