@@ -304,6 +304,29 @@ def test_wrong_secret_waits_one_second_then_closes() -> None:
     asyncio.run(_with_pbx(body))
 
 
+async def _one_queue_call_to(pbx: sim.SimPbx, clients: list[AMIClient]) -> tuple[
+    list[Any], list[list[Message]]
+]:
+    """Play one ring-all queue call; what the PBX sent and what each client received (then
+    closed)."""
+    player = Player(pbx, Traffic(Random(1), Timing(0.01, 0.05), 0),
+                    timing=Timing(0.01, 0.05), rng=Random(1))  # fmt: skip
+    call = PlannedCall(scenarios.kind("queue_ringall_answered"),
+                       {"101": "101", "102": "102", "103": "103"}, "+79161234567",
+                       "Пётр Сидоров", 0.1)  # fmt: skip
+    sent = player.start(call)
+    await player.finish(5)
+    await asyncio.sleep(0.3)
+    got = []
+    for client in clients:
+        events: list[Message] = []
+        while client._batches:
+            events += client._batches.popleft()
+        got.append(events)
+        await client.close()
+    return sent, got
+
+
 def test_several_clients_each_get_the_events_they_asked_for() -> None:
     async def body(pbx: sim.SimPbx, port: int) -> None:
         clients = []
@@ -312,21 +335,7 @@ def test_several_clients_each_get_the_events_they_asked_for() -> None:
             await client.connect("127.0.0.1", port, timeout=5)
             await client.login("cti", "pw", events=events)
             clients.append(client)
-        player = Player(pbx, Traffic(Random(1), Timing(0.01, 0.05), 0),
-                        timing=Timing(0.01, 0.05), rng=Random(1))  # fmt: skip
-        call = PlannedCall(scenarios.kind("queue_ringall_answered"),
-                           {"101": "101", "102": "102", "103": "103"}, "+79161234567",
-                           "Пётр Сидоров", 0.1)  # fmt: skip
-        sent = player.start(call)
-        await player.finish(5)
-        await asyncio.sleep(0.3)
-        got = []
-        for client in clients:
-            events: list[Message] = []
-            while client._batches:
-                events += client._batches.popleft()
-            got.append(events)
-            await client.close()
+        sent, got = await _one_queue_call_to(pbx, clients)
         full = [e for e in got[0] if e.get("Event") != "FullyBooted"]
         assert [e["Event"] for e in full] == [em.get("Event") for em in sent]
         assert [e["Event"] for e in got[1]] == [e["Event"] for e in got[0]]
@@ -350,21 +359,9 @@ def test_a_client_with_event_filters_gets_only_those_events_as_from_asterisk_22(
             if wanted is not None:
                 assert await filter_events(client, wanted) is None
             clients.append(client)
-        player = Player(pbx, Traffic(Random(1), Timing(0.01, 0.05), 0),
-                        timing=Timing(0.01, 0.05), rng=Random(1))  # fmt: skip
-        call = PlannedCall(scenarios.kind("queue_ringall_answered"),
-                           {"101": "101", "102": "102", "103": "103"}, "+79161234567",
-                           "Пётр Сидоров", 0.1)  # fmt: skip
-        sent = player.start(call)
-        await player.finish(5)
-        await asyncio.sleep(0.3)
-        got = []
-        for client in clients:
-            events: list[Message] = []
-            while client._batches:
-                events += client._batches.popleft()
-            got.append([e["Event"] for e in events if e.get("Event") != "FullyBooted"])
-            await client.close()
+        sent, received = await _one_queue_call_to(pbx, clients)
+        got = [[e["Event"] for e in events if e.get("Event") != "FullyBooted"]
+               for events in received]  # fmt: skip
         assert got[0] == [em.get("Event") for em in sent]
         assert got[1] == [n for n in got[0] if n in ("Newchannel", "Hangup")]
         assert len(got[1]) >= 4 and len(got[0]) > 3 * len(got[1])

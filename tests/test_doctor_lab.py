@@ -342,14 +342,12 @@ async def _events_seen(lab: Any, login: str, secret: str, seconds: float) -> set
     return seen
 
 
-def test_noisy_event_stream_suggests_eventfilter_lines_that_work(
-    site: Site, tmp_path: Path, lab: Any
-) -> None:
+def doctor_during_a_call(
+    lab: Any, path: Path, data: dict[str, Any], caller: str
+) -> dict[str, dict[str, Any]]:
+    """`cti doctor --json --sample 6` while a call to 101 runs (so its sample has events)."""
     lab.reset_phones()
     lab.wait_idle(60)
-    path = tmp_path / "cti.toml"
-    data = site.config()  # a user that may not set AMI event filters: the noise reaches cti
-    data["server"].update(login=lab.info.ami_nosystem_user, password=lab.info.ami_nosystem_secret)
     write_config(path, data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
     proc = subprocess.Popen(
@@ -357,11 +355,19 @@ def test_noisy_event_stream_suggests_eventfilter_lines_that_work(
          "--sample", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     time.sleep(2.5)  # doctor is logged in and sampling by now
-    lab.call("101", caller="+79995551315", caller_name="Noise", talk=1.0)
+    lab.call("101", caller=caller, caller_name="Noise", talk=1.0)
     out, err = proc.communicate(timeout=120)
     lab.wait_idle(60)
-    checks = {c["id"]: c for c in json.loads(out)["checks"]}
     assert proc.returncode == 0, err
+    return {c["id"]: c for c in json.loads(out)["checks"]}
+
+
+def test_noisy_event_stream_suggests_eventfilter_lines_that_work(
+    site: Site, tmp_path: Path, lab: Any
+) -> None:
+    data = site.config()  # a user that may not set AMI event filters: the noise reaches cti
+    data["server"].update(login=lab.info.ami_nosystem_user, password=lab.info.ami_nosystem_secret)
+    checks = doctor_during_a_call(lab, tmp_path / "cti.toml", data, "+79995551315")
     only(checks, {"ami.events": "WARN"})
     line = checks["ami.events"]
     assert "% noise: VarSet" in line["detail"]
@@ -394,21 +400,7 @@ def test_noise_that_asterisk_leaves_out_of_the_agents_session_is_no_warning(
     """The site's AMI user has write=system: the agent's own session gets only the events it
     reads, so the noise doctor samples on its unfiltered session asks for no manager.conf
     lines."""
-    lab.reset_phones()
-    lab.wait_idle(60)
-    path = tmp_path / "cti.toml"
-    write_config(path, site.config())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cti_cli", "--config", str(path), "doctor", "--json",
-         "--sample", "6"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
-    time.sleep(2.5)  # doctor is logged in and sampling by now
-    lab.call("101", caller="+79995551316", caller_name="Noise", talk=1.0)
-    out, err = proc.communicate(timeout=120)
-    lab.wait_idle(60)
-    checks = {c["id"]: c for c in json.loads(out)["checks"]}
-    assert proc.returncode == 0, err
+    checks = doctor_during_a_call(lab, tmp_path / "cti.toml", site.config(), "+79995551316")
     only(checks, {})
     detail = checks["ami.events"]["detail"]
     assert "% noise: VarSet" in detail, detail
