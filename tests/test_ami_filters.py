@@ -11,9 +11,10 @@ import contextlib
 import pytest
 
 from cti_cli.ami.client import AMIClient
-from cti_cli.ami.filters import FiltersPartlyApplied, ami_major, filter_events
+from cti_cli.ami.filters import FiltersPartlyApplied, filter_events
 from cti_cli.ami.message import Message
 from cti_cli.ami.reconnect import ConnectionState, ConnectParams, ReconnectingClient
+from cti_cli.ami.versions import ami_major, asterisk_from_ami
 from tests.test_ami_client import (
     SECRET,
     FakeAMI,
@@ -124,6 +125,13 @@ async def test_an_older_asterisk_is_not_asked() -> None:
 )  # fmt: skip
 def test_ami_major(version: str | None, major: int | None) -> None:
     assert ami_major(version) == major
+
+
+@pytest.mark.parametrize("banner_version", ["1" * 5000 + ".0.0", "١١.0.0", "11.0.0x", "11..0"])
+def test_a_hostile_banner_version_is_unknown_for_enable_and_doctor_too(banner_version: str) -> None:
+    """`cti enable` and `cti doctor` name the Asterisk release from the banner's AMI version:
+    a PBX's odd text is "unknown", never a traceback nor a release it is not."""
+    assert asterisk_from_ami(banner_version) == "unknown"
 
 
 @aio

@@ -30,11 +30,11 @@ from collections.abc import Iterable
 
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.errors import AMIError
+from cti_cli.ami.versions import ami_major
 from cti_cli.textsafe import shorten
 
 FIRST_AMI_MAJOR = 11  # Asterisk 22: advanced filters, checked against the lab's Asterisk
 REASON_LIMIT = 200  # characters of Asterisk's own words kept in a reason
-_VERSION = re.compile(r"\s*([0-9]{1,4})(?:\.|\s*$)")
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
@@ -43,13 +43,6 @@ class FiltersPartlyApplied(AMIError):
     refused names, so it must be dropped."""
 
     kind = "AMI event filters partly applied"
-
-
-def ami_major(version: str | None) -> int | None:
-    """The major number of an AMI version ("11.0.0" → 11); None when there is none. The
-    banner is the PBX's text: anything but a few ASCII digits is not a version."""
-    match = _VERSION.match(version or "")
-    return int(match.group(1)) if match else None
 
 
 async def filter_events(client: AMIClient, names: Iterable[str]) -> str | None:

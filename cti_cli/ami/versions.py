@@ -8,6 +8,8 @@ Some AMI versions were shipped by two releases (2.5.0 by 12 and 13.0, 2.8.0 by
 
 from __future__ import annotations
 
+import re
+
 _AMBIGUOUS = {
     (2, 5, 0): "12 or 13",
     (2, 8, 0): "13 or 14",
@@ -28,11 +30,23 @@ _FROM_MAJOR = {
 }
 
 
+# The banner is the PBX's text: a version is a few dot-separated runs of ASCII digits (not
+# `str.isdigit`, which takes "١١" for 11, and never an unbounded `int()`, which raises on
+# 4,300 digits).
+_VERSION = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6}){0,5}")
+
+
 def _parse(ami_version: str) -> tuple[int, ...] | None:
-    parts = ami_version.strip().split(".")
-    if not parts or not all(p.isdigit() for p in parts):
+    text = ami_version.strip()
+    if not _VERSION.fullmatch(text):
         return None
-    return tuple(int(p) for p in parts)
+    return tuple(int(p) for p in text.split("."))
+
+
+def ami_major(ami_version: str | None) -> int | None:
+    """The major number of an AMI version ("11.0.0" → 11); None when it is not one."""
+    parsed = _parse(ami_version or "")
+    return parsed[0] if parsed else None
 
 
 def asterisk_from_ami(ami_version: str) -> str:
