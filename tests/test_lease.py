@@ -188,3 +188,36 @@ def test_an_agent_that_cannot_serve_the_pbx_gives_the_lease_up() -> None:
             await b.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lease_cancelled_while_redis_fails_stops_at_once() -> None:
+    """A cancel that arrives while a Redis call fails can reach `step` as that call's error
+    (redis-py turns a cancelled read into ConnectionError; on Python 3.11 a timeout expiring at
+    the same moment gives TimeoutError). `run` must stop all the same, not go on retrying: the
+    agent's shutdown waits for it. Redis answering that way on cue is a fault the real one
+    cannot be made to produce, hence the stand-in client."""
+
+    class Failing:
+        async def set(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                raise redis.ConnectionError("Connection closed by server.") from None
+
+        async def get(self, *args: Any) -> Any:
+            return None
+
+        async def aclose(self) -> None:
+            pass
+
+    async def scenario() -> None:
+        lease = Lease("redis://127.0.0.1:1/0", unique("pbx-"), 1.5)
+        lease._redis = Failing()  # type: ignore[assignment]
+        task = asyncio.create_task(lease.run())
+        await asyncio.sleep(0.1)  # inside `set` now
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2.0)
+        assert done, "run() went on after it was cancelled"
+        assert task.cancelled()
+
+    asyncio.run(scenario())

@@ -144,6 +144,11 @@ class Lease:
                     ok = bool(await self._redis.set(self.key, self.owner, nx=True, px=self._ms))
                 holder = self.owner if ok else await self._redis.get(self.key)
         except Exception as exc:  # Redis unreachable, slow, refusing: the lease lapses by itself
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # stopped meanwhile: a cancel that the Redis client or a timeout expiring at the
+                # same moment turned into an error must still stop `run` (else it loops on)
+                raise asyncio.CancelledError from exc
             if self.error is None:
                 log.warning("lease %s: cannot reach Redis: %s", self.key, _describe(exc))
             self.error = _describe(exc)
