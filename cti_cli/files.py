@@ -61,15 +61,19 @@ def read_small(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
-def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace `path` with `data` atomically: a 0600 temp file in the same folder, renamed over
-    the old one; `durable` also fsyncs the file and the folder (a config, secrets), which a
-    cache rewritten every second skips. Raises the `OSError`; no temp file is left behind."""
+def write_private(path: Path, data: bytes | list[bytes], *, durable: bool = True) -> None:
+    """Replace `path` with `data` (bytes, or pieces written one after the other) atomically:
+    a 0600 temp file in the same folder, renamed over the old one; `durable` also fsyncs the
+    file and the folder (a config, secrets), which a cache rewritten every second skips.
+    Raises the `OSError`; no temp file is left behind."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o600)
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                handle.writelines(data)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -190,6 +190,51 @@ def test_a_pop_is_known_again_exactly_while_it_is_in_the_ring() -> None:
     assert len(hub._feed("ivanov").pop_ids) <= 2 * RING, "the index forgets what left the ring"
 
 
+def test_the_pages_file_holds_every_feed_as_it_is_now_after_each_save(tmp_path: Path) -> None:
+    # The file is what a restart resumes from: after every save it must hold each operator's
+    # ring exactly as it is then (also once the ring has rolled over, its length unchanged),
+    # the call history, and the callers' names as UTF-8, byte for byte.
+    clock = Clock()
+    path = tmp_path / "pages.json"
+    hub = PopHub(path, clock=clock)
+    name = "Пётр Сидоров \u202e"
+
+    def expected() -> dict[str, Any]:
+        return {
+            "version": 1,
+            "last_id": hub._last_id,
+            "operators": {
+                login: {"events": [e.to_json() for e in hub.entries(login)],
+                        "history": hub.history(login)}
+                for login in ("ivanov", "sidorov")
+            },
+        }  # fmt: skip
+
+    for n in range(3):
+        hub.publish_pop("ivanov", {**pop(n), "caller_name": name})
+        hub.publish_pop("sidorov", pop(100 + n))
+    base = ("1.1", "1.1", "+79161234567", name, "200", "support")
+    hub.call_event(Ringing(*base, None, "102"), OWNERS)
+    hub.call_event(Ended(*base, None, False, (), ("102",), "no-answer", 5), OWNERS)
+    hub.save_now()
+    raw = path.read_bytes()
+    assert json.loads(raw) == expected()
+    assert name.encode() in raw, "names are kept as UTF-8, not escaped"
+    for n in range(3, RING + 7):  # the ring rolls over: same length, other entries
+        clock.now += 0.5
+        hub.publish_pop("ivanov", pop(n))
+        if n in (RING, RING + 6):
+            hub.save_now()
+            assert json.loads(path.read_bytes()) == expected()
+    assert len(hub.entries("ivanov")) == RING
+    assert [e["data"]["id"] for e in json.loads(path.read_bytes())["operators"]["ivanov"][
+        "events"]][:2] == ["pop-7", "pop-8"]  # fmt: skip
+    again = PopHub(path, clock=clock)
+    assert [e.to_json() for e in again.entries("ivanov")] == [
+        e.to_json() for e in hub.entries("ivanov")]  # fmt: skip
+    assert again.history("sidorov") == hub.history("sidorov")
+
+
 def test_hub_resumes_after_last_event_id_without_loss_or_repeat(tmp_path: Path) -> None:
     clock = Clock()
     hub = PopHub(tmp_path / "pages.json", clock=clock)
