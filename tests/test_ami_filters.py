@@ -185,3 +185,51 @@ async def test_a_failing_on_connect_backs_off_instead_of_reconnecting_at_once() 
     errors = [s.error for s in states if s.state == "error"]
     assert errors and errors[0] == "ValueError: bad setup"
     assert 2 <= server.connections <= 4, server.connections  # 0.2 s, 0.4 s, 0.8 s…
+
+
+@aio
+async def test_watch_drops_a_session_whose_filters_went_in_half_way_and_asks_no_more() -> None:
+    # A session that took some filters and not others would miss the refused events: `cti
+    # watch` drops it, and the next session reads every event without asking again.
+    from cti_cli.calls import CallTracker
+    from cti_cli.cli.watch import follow_calls
+
+    asked: list[int] = []  # Filter actions, per connection
+    connections = 0
+
+    async def pbx(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        asked.append(0)
+        await serve_login(reader, writer)
+        while True:
+            action = await read_action(reader)
+            aid = action["ActionID"]
+            if action["Action"] == "Filter":
+                asked[-1] += 1
+                said = "Success" if asked[-1] == 1 else "Permission denied"
+                writer.write(wire({"Response": "Success" if asked[-1] == 1 else "Error",
+                                   "ActionID": aid, "Message": said}))  # fmt: skip
+            elif action["Action"] == "CoreShowChannels":
+                writer.write(wire({"Response": "Success", "ActionID": aid,
+                                   "EventList": "start", "Message": "Channels will follow"}))
+                writer.write(wire({"Event": "CoreShowChannelsComplete", "ActionID": aid,
+                                   "EventList": "Complete", "ListItems": "0"}))  # fmt: skip
+                writer.write(wire({"Event": "Newchannel", "Channel": "PJSIP/101-1",
+                                   "Uniqueid": "1.1", "Linkedid": "1.1"}))  # fmt: skip
+            else:
+                writer.write(reply(action))
+
+    states: list[ConnectionState] = []
+    async with FakeAMI(pbx) as server:
+        params = ConnectParams("127.0.0.1", server.port, "cti", SECRET, timeout=5)
+        client, _ = follow_calls(params, CallTracker(), lambda _events: None, states.append)
+        async with asyncio.timeout(20):
+            async for event in client.events():
+                assert event["Event"] == "Newchannel"
+                break
+        await client.close()
+    assert connections == 2
+    assert asked[0] > 1 and asked[1] == 0, asked
+    errors = [s.error or "" for s in states if s.state == "error"]
+    assert len(errors) == 1 and "took 1 of" in errors[0], errors

@@ -114,3 +114,60 @@ def test_watch_keeps_retrying_while_server_is_down(tmp_path: Path, lab: Any) -> 
     assert code == 0
     assert "reconnecting in" in err
     assert "error: connection refused: " in err
+
+
+@pytest.mark.parametrize("user", ["all", "nosystem"])
+def test_watch_asks_asterisk_for_only_the_events_it_reads(lab: Any, user: str) -> None:
+    """The call views of `cti watch` install AMI event filters like the agent: with
+    `write = system` Asterisk 22 never sends a call's VarSet/Newexten flood to watch; without
+    it every event still comes and is dropped here, and the call is followed either way."""
+    import asyncio
+
+    from cti_cli.ami.reconnect import ConnectionState, ConnectParams
+    from cti_cli.calls import CallEvent, CallTracker
+    from cti_cli.cli.watch import follow_calls
+
+    info = lab.info
+    login, secret = ((info.ami_user, info.ami_secret) if user == "all"
+                     else (info.ami_nosystem_user, info.ami_nosystem_secret))  # fmt: skip
+    caller = "+79165550131" if user == "all" else "+79165550132"
+    lab.reset_phones()
+
+    async def watch_one_call() -> tuple[list[CallEvent], dict[bytes, int]]:
+        params = ConnectParams(info.ami_host, info.ami_port, login, secret, timeout=10)
+        tracker, seen = CallTracker(), list[CallEvent]()
+        connected = asyncio.Event()
+
+        def on_state(state: ConnectionState) -> None:
+            if state.state == "connected":
+                connected.set()
+
+        client, dropped = follow_calls(params, tracker, seen.extend, on_state)
+
+        async def pump() -> None:
+            async for event in client.events():
+                seen.extend(tracker.feed(event))
+
+        task = asyncio.create_task(pump())
+        try:
+            async with asyncio.timeout(20):
+                await connected.wait()
+            await asyncio.to_thread(lab.call, "300", caller=caller, caller_name="Анна",
+                                    talk=1.0)  # fmt: skip
+            await asyncio.to_thread(lab.wait_idle, 30)
+            await asyncio.sleep(0.5)
+        finally:
+            task.cancel()
+            await client.close()
+        return seen, dict(dropped)
+
+    seen, dropped = asyncio.run(watch_one_call())
+    mine = [e for e in seen if e.caller == caller]
+    assert [e.kind for e in mine][-1:] == ["ended"], mine
+    assert {e.caller_name for e in mine} == {"Анна"}
+    noise = {name: n for name, n in dropped.items()
+             if name in (b"VarSet", b"Newexten", b"DeviceStateChange")}  # fmt: skip
+    if user == "all":
+        assert not noise, f"Asterisk still sent watch events it does not read: {noise}"
+    else:
+        assert noise.get(b"VarSet", 0) > 10, dropped

@@ -22,9 +22,11 @@ from cti_cli.cli.common import EXIT_USAGE, console, err_console, fail, load_conf
 from cti_cli.textsafe import printable
 
 if TYPE_CHECKING:  # imported when watching starts: `cti --help` stays fast
+    from collections import Counter
+
     from cti_cli.ami.client import AMIClient
     from cti_cli.ami.message import Message
-    from cti_cli.ami.reconnect import ConnectionState, ConnectParams
+    from cti_cli.ami.reconnect import ConnectionState, ConnectParams, ReconnectingClient
     from cti_cli.calls import CallEvent, CallTracker
     from cti_cli.calls.tracker import DropNotice
     from cti_cli.config import Config, ServerConfig
@@ -184,17 +186,33 @@ def reconciler(
     tracker: CallTracker,
     emit: Callable[[list[CallEvent]], None],
     clock: Callable[[], float] = time.time,
+    *,
+    ask_filters: bool = False,
 ) -> Callable[[AMIClient], Awaitable[None]]:
     """`on_connect` hook: catch `tracker` up with the channels Asterisk has now, `emit` the
     call events that gives. A user not allowed `CoreShowChannels` is told once and followed
-    without it (the connection is not failed for that); a lost connection fails it."""
+    without it (the connection is not failed for that); a lost connection fails it.
+
+    `ask_filters`: first ask Asterisk to send this session only the events the tracker reads
+    (`filter_events`; before the snapshot, which then covers what was dropped while the
+    filters went in). Refused (a user without `write = system`, an older Asterisk): every
+    event is read, as before, and nothing is said, since `cti doctor` tells an admin why. Taken
+    only in part: this session is dropped and the next ones are not asked again."""
     from cti_cli.ami.errors import ActionFailed, PermissionDenied
+    from cti_cli.ami.filters import FiltersPartlyApplied, filter_events
     from cti_cli.ami.reconnect import snapshot_channels
 
     warned = False
+    asking = ask_filters
 
     async def on_connect(client: AMIClient) -> None:
-        nonlocal warned
+        nonlocal warned, asking
+        if asking:
+            try:
+                await filter_events(client, tracker.event_names)
+            except FiltersPartlyApplied:
+                asking = False
+                raise
         try:
             channels = await snapshot_channels(client)
         except (PermissionDenied, ActionFailed) as exc:
@@ -211,6 +229,33 @@ def reconciler(
             emit(call_events)
 
     return on_connect
+
+
+def follow_calls(
+    params: ConnectParams,
+    tracker: CallTracker,
+    emit: Callable[[list[CallEvent]], None],
+    on_state: Callable[[ConnectionState], None],
+) -> tuple[ReconnectingClient, Counter[bytes]]:
+    """The connection every call view of `cti watch` reads: it asks Asterisk for only the
+    events `tracker` reads, drops the others as they are framed too (a refused filter, an
+    older Asterisk), and reconciles after each (re)connect. Also returns the count, by name,
+    of the events Asterisk still sent and this side dropped."""
+    from collections import Counter
+
+    from cti_cli.ami.client import AMIClient
+    from cti_cli.ami.codec import EventFilter
+    from cti_cli.ami.reconnect import ReconnectingClient
+
+    dropped: Counter[bytes] = Counter()
+    names = EventFilter(tracker.event_names, dropped)
+    client = ReconnectingClient(
+        params,
+        on_state=on_state,
+        on_connect=reconciler(tracker, emit, ask_filters=True),
+        client_factory=lambda: AMIClient(event_filter=names),
+    )
+    return client, dropped
 
 
 async def _tail_events(
@@ -245,7 +290,6 @@ def call_json(event: CallEvent, pbx: str | None = None) -> str:
 
 
 async def _call_events_json(pbx: str | None, params: ConnectParams, tracker: CallTracker) -> None:
-    from cti_cli.ami.reconnect import ReconnectingClient
     from cti_cli.calls.tracker import DropNotice
 
     out = sys.stdout
@@ -257,9 +301,7 @@ async def _call_events_json(pbx: str | None, params: ConnectParams, tracker: Cal
         out.flush()
         _warn_drops(notice)
 
-    client = ReconnectingClient(
-        params, on_state=_stderr_states(pbx), on_connect=reconciler(tracker, emit)
-    )
+    client, _ = follow_calls(params, tracker, emit, _stderr_states(pbx))
     try:
         async for event in client.events():
             if call_events := tracker.feed(event):
@@ -304,7 +346,6 @@ def call_line(
 
 
 async def _call_lines(pbx: str | None, params: ConnectParams, tracker: CallTracker) -> None:
-    from cti_cli.ami.reconnect import ReconnectingClient
     from cti_cli.calls.tracker import DropNotice
 
     out = sys.stdout
@@ -316,9 +357,7 @@ async def _call_lines(pbx: str | None, params: ConnectParams, tracker: CallTrack
         out.flush()  # line by line: a reader (or a kill) sees every change as it happens
         _warn_drops(notice)
 
-    client = ReconnectingClient(
-        params, on_state=_stderr_states(pbx), on_connect=reconciler(tracker, emit)
-    )
+    client, _ = follow_calls(params, tracker, emit, _stderr_states(pbx))
     try:
         async for event in client.events():
             if call_events := tracker.feed(event):
@@ -333,7 +372,6 @@ async def _live_board(followed: list[tuple[str | None, ConnectParams, CallTracke
 
     from rich.live import Live
 
-    from cti_cli.ami.reconnect import ReconnectingClient
     from cti_cli.calls.tracker import DropNotice
     from cti_cli.cli.live_calls import CallBoard, MultiBoard
 
@@ -354,9 +392,7 @@ async def _live_board(followed: list[tuple[str | None, ConnectParams, CallTracke
         def on_state(state: ConnectionState, board: CallBoard = board) -> None:
             board.set_connection(state, time.monotonic())
 
-        client = ReconnectingClient(
-            params, on_state=on_state, on_connect=reconciler(tracker, record)
-        )
+        client, _ = follow_calls(params, tracker, record, on_state)
         clients.append(client)
 
         async def pump(
