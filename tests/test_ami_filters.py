@@ -29,9 +29,13 @@ from tests.test_ami_client import (
 NAMES = ["Newchannel", "Newstate", "Hangup", "DialBegin"]
 
 
-def peer(answer: list[str], seen: list[Message], banner: bytes | None = None) -> Handler:
+def peer(
+    answer: list[str], seen: list[Message], banner: bytes | None = None,
+    release: str | None = None,
+) -> Handler:
     """An AMI peer that logs the client in and answers its n-th Filter with ``answer[n]``
-    ("ok", or an error message); every action after login is kept in ``seen``."""
+    ("ok", or an error message); every action after login is kept in ``seen``. ``release``:
+    the AsteriskVersion `CoreSettings` tells ("refused": Permission denied)."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if banner is None:
@@ -44,6 +48,13 @@ def peer(answer: list[str], seen: list[Message], banner: bytes | None = None) ->
         while True:
             action = await read_action(reader)
             seen.append(action)
+            if action["Action"] == "CoreSettings" and release == "refused":
+                writer.write(wire({"Response": "Error", "ActionID": action["ActionID"],
+                                   "Message": "Permission denied"}))  # fmt: skip
+                continue
+            if action["Action"] == "CoreSettings" and release is not None:
+                writer.write(reply(action, AsteriskVersion=release, AMIversion="9.0.0"))
+                continue
             if action["Action"] != "Filter":
                 writer.write(reply(action))
                 continue
@@ -103,19 +114,50 @@ async def test_filters_taken_half_way_fail_the_connection() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("ami", "release", "why"),
+    [
+        ("7.0.3", "18.25.1", None),
+        ("9.0.0", "20.10.0", None),
+        ("10.0.0", "21.5.0", None),
+        ("9.0.0", "20.11.2+dfsg-1", None),
+        ("7.0.3", "18.24.0", "Asterisk 18.24 has no advanced event filters (18.25 and later have)"),
+        ("9.0.0", "20.9.3", "Asterisk 20.9 has no advanced event filters (20.10 and later have)"),
+        ("10.0.0", "21.4.9", "Asterisk 21.4 has no advanced event filters (21.5 and later have)"),
+        ("9.0.0", "certified-20.7-cert1", "Asterisk's release is unknown (certified-20.7-cert1): "
+         "not asked for event filters (20.10 and later are)"),
+        ("9.0.0", "refused", "Asterisk's release is unknown (Permission denied): not asked for "
+         "event filters (20.10 and later are)"),
+        ("9.0.0", "21.5.0", "Asterisk's release is unknown (21.5.0): not asked for event filters "
+         "(20.10 and later are)"),
+        ("9.0.0", "2000.10.0", "Asterisk's release is unknown (2000.10.0): not asked for event "
+         "filters (20.10 and later are)"),
+        ("8.0.0", "19.8.0", "AMI 8.0.0 is not asked for event filters (Asterisk 18.25, 20.10, "
+         "21.5, 22 and later are)"),
+        ("5.0.0", "16.30.0", "AMI 5.0.0 is not asked for event filters (Asterisk 18.25, 20.10, "
+         "21.5, 22 and later are)"),
+    ],
+)  # fmt: skip
 @aio
-async def test_an_older_asterisk_is_not_asked() -> None:
-    """Before Asterisk 22 (AMI 11) MatchCriteria may be unknown: the empty Filter would be a
-    regular expression. Nothing is sent; every event is read and filtered by cti."""
+async def test_an_older_asterisk_is_asked_only_from_the_release_that_has_the_filters(
+    ami: str, release: str, why: str | None
+) -> None:
+    """18.25, 20.10 and 21.5 have advanced filters, the releases before them do not: there
+    MatchCriteria is unknown and the empty Filter a regular expression matching every event, so
+    the release (`CoreSettings`; their AMI versions cannot tell) decides. Not asked: nothing is
+    sent, every event is read and filtered by cti."""
     seen: list[Message] = []
-    banner = b"Asterisk Call Manager/7.0.3\r\n"  # Asterisk 18
-    async with FakeAMI(peer(["ok"], seen, banner)) as server:
+    banner = f"Asterisk Call Manager/{ami}\r\n".encode()
+    async with FakeAMI(peer(["ok"], seen, banner, release)) as server:
         client = await client_of(server)
-        why = await filter_events(client, NAMES)
+        said = await filter_events(client, NAMES)
         await client.ping()
         await client.close()
-    assert why == "AMI 7.0.3 is not asked for event filters (Asterisk 22 and later are)"
-    assert [a["Action"] for a in seen if a["Action"] == "Filter"] == []
+    assert said == why
+    asked = [a for a in seen if a["Action"] == "Filter"]
+    assert len(asked) == (len(NAMES) if why is None else 0)
+    assert [a["Action"] for a in seen if a["Action"] == "CoreSettings"] == (
+        [] if ami in ("8.0.0", "5.0.0") else ["CoreSettings"])  # fmt: skip
 
 
 @pytest.mark.parametrize(

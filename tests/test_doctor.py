@@ -21,8 +21,9 @@ import pytest
 from pydantic import SecretStr
 
 from cti_cli import config as cfg
+from cti_cli.ami.filters import NotAsked
 from cti_cli.config import Webhook
-from cti_cli.doctor.ami import filter_lines, structured_filters, useful_events
+from cti_cli.doctor.ami import _events, filter_lines, structured_filters, useful_events
 from cti_cli.doctor.local import agent_check, directory_check, recordings_checks
 from cti_cli.doctor.mounts import mount_of, parse_mountinfo
 from cti_cli.doctor.webhooks import check_webhook
@@ -125,6 +126,21 @@ def test_eventfilter_lines_never_exclude_what_the_tracker_reads() -> None:
     assert [structured_filters(v) for v in ("22.0.0", "21.5.1", "21.4.9", "20.10.0", "20.9.3",
                                             "18.25.0", "16.30.0", "23.1.0", "unknown")] == [
         True, True, False, True, False, True, False, True, False]  # fmt: skip
+
+
+def test_noise_an_asterisk_cannot_filter_is_not_blamed_on_the_users_rights() -> None:
+    # Asterisk 20.9 has no advanced filters: granting write=system would change nothing, so
+    # the fix names only the eventfilter lines; a refusal on 22 names write=system first.
+    noise = Counter({"VarSet": 800, "Newexten": 150, "Newchannel": 50})
+    old = _events(noise, 10, "20.9.3", NotAsked(
+        "Asterisk 20.9 has no advanced event filters (20.10 and later have)"))
+    assert old.status == "WARN" and "20.9 has no advanced event filters" in old.detail
+    assert "write=system" not in old.fix and "manager reload" in old.fix
+    assert old.extra == ["eventfilter = !Event: VarSet", "eventfilter = !Event: Newexten"]
+    refused = _events(noise, 10, "22.1.0", "Asterisk refused event filters: Permission denied")
+    assert refused.status == "WARN" and refused.fix.index("write=system") < refused.fix.index(
+        "add these lines")  # fmt: skip
+    assert refused.extra[0] == "eventfilter(action(exclude),name(VarSet)) ="
 
 
 # ---------------------------------------------------------------- directory

@@ -67,3 +67,28 @@ def asterisk_from_ami(ami_version: str) -> str:
             return "13"
         return "unknown"
     return _FROM_MAJOR.get(major, "unknown")
+
+
+# `CoreSettings`' AsteriskVersion starts with the release ("20.10.0", Debian's
+# "22.10.1+dfsg+~cs6.17.60671434-1"); "GIT-20-1a2b3c", "certified-20.7-cert1" name none
+_RELEASE = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})(?![0-9])")
+
+
+def asterisk_release(asterisk_version: str | None) -> tuple[int, int] | None:
+    """(major, minor) of an ``AsteriskVersion`` ("20.10.0" → (20, 10)); None when it does not
+    start with one."""
+    found = _RELEASE.match((asterisk_version or "").strip())
+    return (int(found[1]), int(found[2])) if found else None
+
+
+# advanced AMI event filters (`MatchCriteria`, `eventfilter(action(…),name(…))`) came with
+# these releases of the branches that were maintained then, and every release from 22 on
+ADVANCED_FILTERS_SINCE = {18: 25, 20: 10, 21: 5}
+
+
+def advanced_filters(release: tuple[int, int] | None) -> bool:
+    """Whether this Asterisk release (``asterisk_release``) has advanced event filters."""
+    if release is None:
+        return False
+    major, minor = release
+    return major >= 22 or minor >= ADVANCED_FILTERS_SINCE.get(major, 1 << 30)

@@ -32,8 +32,8 @@ from cti_cli.ami.errors import (
     NotAMIServer,
     TLSError,
 )
-from cti_cli.ami.filters import FiltersPartlyApplied, filter_events
-from cti_cli.ami.versions import asterisk_from_ami
+from cti_cli.ami.filters import FiltersPartlyApplied, NotAsked, filter_events
+from cti_cli.ami.versions import advanced_filters, asterisk_from_ami, asterisk_release
 from cti_cli.config import Config, ServerConfig
 from cti_cli.doctor import Check, fail, ok, warn
 
@@ -53,14 +53,7 @@ def useful_events() -> frozenset[str]:
 
 def structured_filters(asterisk_version: str) -> bool:
     """Whether this Asterisk takes `eventfilter(action(exclude),name(X))`."""
-    match = re.match(r"(\d+)\.(\d+)", asterisk_version)
-    if not match:
-        return False
-    major, minor = int(match.group(1)), int(match.group(2))
-    since = {18: 25, 20: 10, 21: 5}
-    if major >= 22:
-        return True
-    return major in since and minor >= since[major]
+    return advanced_filters(asterisk_release(asterisk_version))
 
 
 def filter_lines(noise: Counter[str], asterisk_version: str) -> list[str]:
@@ -231,13 +224,16 @@ def _events(
     if refused is None:
         return ok("ami.events", name, detail + filtered)
     if share > NOISE_WARN_SHARE and total >= NOISE_MIN_EVENTS:
-        return warn(
-            "ami.events", name, f"{detail}; {refused}",
-            "Most events are of no use to cti: give the AMI user write=system in manager.conf "
-            "(on Asterisk 22 and later the agent then asks Asterisk to leave them out of its "
-            "session), or add these lines to its section; then run 'manager reload'.",
-            filter_lines(noise, asterisk),
-        )  # fmt: skip
+        if isinstance(refused, NotAsked):  # this Asterisk cannot filter a session's events
+            fix = ("Most events are of no use to cti: add these lines to the AMI user's section "
+                   "in manager.conf, then run 'manager reload' (from Asterisk 18.25, 20.10 or "
+                   "21.5 on, the agent asks Asterisk to leave them out of its session).")
+        else:
+            fix = ("Most events are of no use to cti: give the AMI user write=system in "
+                   "manager.conf (the agent then asks Asterisk to leave them out of its "
+                   "session), or add these lines to its section; then run 'manager reload'.")
+        return warn("ami.events", name, f"{detail}; {refused}", fix,
+                    filter_lines(noise, asterisk))  # fmt: skip
     return ok("ami.events", name, detail)
 
 
