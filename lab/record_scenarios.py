@@ -193,6 +193,28 @@ class _Raw:
         ]  # fmt: skip
 
 
+def _filter_replies(session: _Raw) -> list[Message]:
+    """The advanced event filter the agent asks for, and one Asterisk rejects."""
+    return [
+        *session.reply("Filter", "filter", Operation="Add", Filter="",
+                       MatchCriteria="action(include),name(Newchannel)"),
+        *session.reply("Filter", "filter-rejected", Operation="Add", Filter="",
+                       MatchCriteria="action(include),name(Newchannel),bogus(x)"),
+    ]  # fmt: skip
+
+
+def _filter_refused(lab: Lab) -> list[Message]:
+    """A Filter from a user without `write = system`."""
+    info = lab.info
+    session = _Raw(lab)
+    session.reply("Login", "login-nosystem", Username=info.ami_nosystem_user,
+                  Secret=info.ami_nosystem_secret, Events="off")  # fmt: skip
+    refused = session.reply("Filter", "filter-refused", Operation="Add", Filter="",
+                            MatchCriteria="action(include),name(Newchannel)")  # fmt: skip
+    session.sock.close()
+    return refused
+
+
 def _responses(lab: Lab) -> bytes:
     info = lab.info
     out = bytearray()
@@ -213,8 +235,11 @@ def _responses(lab: Lab) -> bytes:
     kept += first.reply("GetConfig", "getconfig", Filename="manager.conf", Category=info.ami_user)
     kept += first.reply("Command", "command", Command=f"manager show user {info.ami_user}")
     kept += first.reply("NoSuchAction", "unknown")
+    kept += _filter_replies(first)
     kept += first.reply("Logoff", "logoff")
     first.sock.close()
+
+    kept += _filter_refused(lab)
 
     plain = _Raw(lab)
     kept += plain.reply("Login", "login-plain", Username=info.ami_user, Secret=info.ami_secret,

@@ -358,6 +358,12 @@ def test_a_client_with_event_filters_gets_only_those_events_as_from_asterisk_22(
             await client.login("cti", "pw")
             if wanted is not None:
                 assert await filter_events(client, wanted) is None
+                bogus = "action(include),name(VarSet),bogus(x)"
+                rejected = await client.action("Filter", {
+                    "Operation": "Add", "Filter": "", "MatchCriteria": bogus}, check=False)
+                assert rejected.get("Response") == "Error"  # as the lab's Asterisk 22 says it
+                assert rejected.get("Message") == (
+                    "Filter was formatted incorrectly.  Check the syntax of the filter given.")
             clients.append(client)
         sent, received = await _one_queue_call_to(pbx, clients)
         got = [[e["Event"] for e in events if e.get("Event") != "FullyBooted"]

@@ -363,17 +363,23 @@ class SimPbx:
 
     def _filter(self, session: _Session, action: Message, aid: str | None) -> None:
         """Asterisk 22's advanced include filter by event name (``MatchCriteria:
-        action(include),name(X)``), the only kind cti asks for; answered as 22.10 answers it."""
+        action(include),name(X)``), the only kind cti asks for, answered as the lab's Asterisk
+        22.10 answers it (recordings/responses.ami), as is a criterion Asterisk does not know.
+        Other filters Asterisk would take (exclude, header, regex) this simulator refuses."""
         criteria = [part.strip() for part in (action.get("MatchCriteria") or "").split(",")]
-        names = [c[5:-1] for c in criteria if c.startswith("name(") and c.endswith(")")]
+        known = ("action(", "name(", "header(", "method(")
+        if not all(c.startswith(known) and c.endswith(")") for c in criteria if c):
+            session.send(_reply("filter-rejected", aid))
+            return
+        names = [c[5:-1] for c in criteria if c.startswith("name(")]
         if (action.get("Operation") or "").lower() != "add" or len(names) != 1 or (
-            "action(exclude)" in criteria or action.get("Filter")
+            not set(criteria) <= {"action(include)", f"name({names[0]})"} or action.get("Filter")
         ):
-            session.send(_error(aid, "Filter Rejected, this simulator takes name(...) only"))
+            session.send(_error(aid, "Filter Rejected, this simulator takes "
+                                     "action(include),name(...) only"))  # fmt: skip
             return
         session.only = (session.only or set()) | {names[0]}
-        session.send(encode_event((("Response", "Success"), *((("ActionID", aid),) if aid
-                                   is not None else ()), ("Message", "Success"))))  # fmt: skip
+        session.send(_reply("filter", aid))
 
     def _get_config(self, session: _Session, action: Message, aid: str | None) -> None:
         filename = (action.get("Filename") or "").strip()
