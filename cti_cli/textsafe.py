@@ -36,6 +36,38 @@ def json_printable(encoded: str) -> str:
     return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", encoded)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def whole_text(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD. JSON lets a sender write half of a
+    character (`"\\ud83d"`: an emoji cut in the middle), which no UTF-8 encoder takes: one such
+    string from a service desk must not make a pop, a page or a file unwritable."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def whole_json(value: object) -> object:
+    """Decoded JSON with every string (keys too) made `whole_text`; the same object when it
+    has no lone surrogate."""
+    if isinstance(value, str):
+        return whole_text(value)
+    if isinstance(value, dict):
+        return {whole_text(k) if isinstance(k, str) else k: whole_json(v)
+                for k, v in value.items()}  # fmt: skip
+    if isinstance(value, list):
+        return [whole_json(v) for v in value]
+    return value
+
+
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8, a lone surrogate (from a rule, say) written as U+FFFD instead of an
+    error."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return whole_text(text).encode("utf-8")
+
+
 MESSAGE_LIMIT = 600  # characters of one error or warning line
 
 

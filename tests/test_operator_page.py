@@ -583,3 +583,64 @@ def test_pops_survive_an_agent_restart_for_resume_and_history(site: Site) -> Non
         assert [e.data["call"]["caller_name"] for e in resumed.of("pop")] == ["После"]
     finally:
         resumed.close()
+
+
+def test_half_a_character_from_the_service_desk_breaks_no_pop_page_or_file(
+    tmp_path: Path,
+) -> None:
+    """A service desk that cuts a name in the middle of an emoji answers `"\\ud83d"`: valid
+    JSON, but no UTF-8 encoder takes it. The pop still goes out (webhook and page) with U+FFFD
+    in its place, the calls after it too, the pages file is written and SIGTERM exits 0."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.agent_support import AgentProcess, Receiver
+    from tests.operator_support import FakePBX, operator_config
+
+    class Directory(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"id": "E-1", "name": "\\u0418\\u0432\\u0430\\u043d \\ud83d", "phone": "1"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    desk = ThreadingHTTPServer(("127.0.0.1", 0), Directory)
+    threading.Thread(target=desk.serve_forever, daemon=True).start()
+    receiver = Receiver().start()
+    pbx = FakePBX()
+    data = operator_config(tmp_path, pbx.port)
+    data["directory"] = {"source": f"http://127.0.0.1:{desk.server_address[1]}/e?p={{e164}}",
+                         "region": "RU"}  # fmt: skip
+    data["webhooks"] = [{"url": receiver.url, "secret": receiver.secret}]
+    path = tmp_path / "cti.toml"
+    write_config(path, data)
+    agent = AgentProcess(path, data["agent"]["listen"], tmp_path / "agent.log").start()
+    site = Site(tmp_path, data, agent, pbx)
+    try:
+        pbx.wait_login()
+        agent.wait_healthy()
+        site.link("ivanov")
+        page = SseReader(site.events_url("ivanov"))
+        try:
+            play(pbx, recorded_call(1, "+79165550101", "Анна"))
+            play(pbx, recorded_call(2, "+79165550102", "Борис"))
+            receiver.wait(lambda: len(receiver.of("call.ended")) == 2, 30, "both calls ended")
+            pops = page.wait("pop", count=2)
+        finally:
+            page.close()
+        cards = [hit.json["open"][0]["employee"]["name"] for hit in receiver.of("screen_pop")]
+        assert cards == ["Иван \ufffd", "Иван \ufffd"]
+        assert [p.data["open"][0]["employee"]["name"] for p in pops] == cards
+        assert agent.terminate() == 0
+        saved = json.loads((tmp_path / "state" / "operator-pages.json").read_bytes())
+        assert len(saved["operators"]["ivanov"]["events"]) >= 2
+        assert "Traceback" not in agent.text()
+    finally:
+        stop_site(site)
+        receiver.stop()
+        desk.shutdown()

@@ -57,6 +57,7 @@ import httpx
 from cti_cli import __version__
 from cti_cli.agent.numbers import normalize_number, supported_region
 from cti_cli.config import DirectoryConfig
+from cti_cli.textsafe import whole_json
 
 __all__ = [
     "CsvDirectory",
@@ -646,7 +647,7 @@ def _status_problem(response: httpx.Response) -> str:
 
 def _card_from_json(shown: str, body: bytes) -> Card | None:
     try:
-        value = json.loads(body)
+        value = whole_json(json.loads(body))  # a half character is no reason to fail a pop
     except (ValueError, RecursionError):
         raise DirectoryError(
             f"{shown}: HTTP 200 but the answer is not JSON; "

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
+from cti_cli.textsafe import utf8
+
 log = logging.getLogger("cti.http")
 
 MAX_REQUEST = 64 * 1024
@@ -44,7 +46,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    body = utf8(json.dumps(data, ensure_ascii=False, separators=(",", ":"))) + b"\n"
     return Response(status, body, "application/json")
 
 

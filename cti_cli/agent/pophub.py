@@ -28,6 +28,7 @@ from typing import Any
 
 from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing
 from cti_cli.files import write_private
+from cti_cli.textsafe import utf8, whole_json
 
 log = logging.getLogger("cti.agent.pages")
 
@@ -67,7 +68,7 @@ class Entry:
         record = self._memo.get("record")
         if record is None:
             head = f'{{"id":{self.id},"kind":{_json_line(self.kind)},"at":{_json_line(self.at)}'
-            record = self._memo["record"] = f'{head},"data":{self._json()}}}'.encode()
+            record = self._memo["record"] = utf8(f'{head},"data":{self._json()}}}')
         return bytes(record)
 
     def to_json(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ def _json_line(value: Any) -> str:
 
 def _frame(event: str, text: str, event_id: int | None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {text}\n\n".encode()
+    return utf8(f"{head}event: {event}\ndata: {text}\n\n")
 
 
 def sse_frame(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -377,10 +378,10 @@ class PopHub:
         if self.path is None:
             return
         try:
-            data = json.loads(self.path.read_bytes().decode("utf-8"))
+            data: Any = whole_json(json.loads(self.path.read_bytes().decode("utf-8")))
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("operator pages: cannot read %s (%s); starting empty", self.path, exc)
             return
         try:
@@ -439,9 +440,9 @@ class PopHub:
         for login, feed in self._feeds.items():
             if feed.events or feed.history:
                 events = feed.records()
-                history = _json_line(self._retained(feed.history, now)).encode()
+                history = utf8(_json_line(self._retained(feed.history, now)))
                 comma = b"," if len(pieces) > 1 else b""
-                login_json = _json_line(login).encode()
+                login_json = utf8(_json_line(login))
                 pieces.append(b'%s%s:{"events":[%s],"history":%s}' % (
                     comma, login_json, events, history))  # fmt: skip
         pieces.append(b"}}")

@@ -75,6 +75,7 @@ from cti_cli.notify.outbox import Item, Outbox, OutboxError, OutboxUnwritable
 from cti_cli.notify.webhook import DeliveryResult, OutboxDeliverer, WebhookDeliverer, safe_url
 from cti_cli.notify.zammad import ZammadMapper, zammad_action
 from cti_cli.rules import RuleError, effective_rule
+from cti_cli.textsafe import utf8
 
 log = logging.getLogger("cti.agent")
 
@@ -119,7 +120,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not 
 
 
 def _dumps(data: Any) -> bytes:
-    return _JSON.encode(data).encode("utf-8")
+    return utf8(_JSON.encode(data))
 
 
 class PbxSession:

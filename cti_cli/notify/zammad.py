@@ -18,6 +18,7 @@ from typing import Any
 
 from cti_cli.agent.pops import Operator, delivery_key
 from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing
+from cti_cli.textsafe import utf8
 
 # our Ended.reason → Zammad's hangup cause
 CAUSES = {
@@ -83,7 +84,7 @@ class ZammadMapper:
             "callId": event.call_id,
         }
         body.update({k: v for k, v in extra.items() if v is not None})
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        data = utf8(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
         key = delivery_key(self.pbx, event.call_id, "zammad." + name, "")
         return ZammadEvent(key, "zammad." + name, event.call_id, data)
 
