@@ -109,11 +109,16 @@ def recorded_call(n: int, caller: str, caller_name: str, now: float | None = Non
 
 class FakePBX:
     """An AMI peer on 127.0.0.1, in its own thread: logs the agent in (MD5), answers its
-    actions (an empty CoreShowChannels), and writes the events a test hands it."""
+    actions (an empty CoreShowChannels), and writes the events a test hands it.
 
-    def __init__(self) -> None:
+    ``filter_fault``: what every session does at a `Filter`: "hang" (never answers it) or
+    "close" (drops the connection); else it answers Success."""
+
+    def __init__(self, filter_fault: str | None = None) -> None:
         self.port = free_port()
         self.logins = 0
+        self.filters = 0  # Filter actions received, all sessions
+        self.filter_fault = filter_fault
         self._writers: list[asyncio.StreamWriter] = []
         self._logged_in = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -162,7 +167,12 @@ class FakePBX:
                     return
                 elif name == "ping":
                     reply(aid, Ping="Pong")
+                elif name == "filter" and self.filter_fault is not None:
+                    self.filters += 1
+                    if self.filter_fault == "close":
+                        return
                 else:
+                    self.filters += name == "filter"
                     reply(aid)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import pytest
 
@@ -275,3 +276,38 @@ async def test_watch_drops_a_session_whose_filters_went_in_half_way_and_asks_no_
     assert asked[0] > 1 and asked[1] == 0, asked
     errors = [s.error or "" for s in states if s.state == "error"]
     assert len(errors) == 1 and "took 1 of" in errors[0], errors
+
+
+@pytest.mark.parametrize("fault", ["hang", "close"])
+def test_an_agent_whose_filters_go_unanswered_reads_every_event_next_time(
+    tmp_path: Path, fault: str
+) -> None:
+    """A PBX (or something in front of it) that never answers `Filter`, or drops the
+    connection on it: the agent says so once, does not ask again, and the next session pops."""
+    from tests.agent_support import AgentProcess, Receiver, write_config
+    from tests.operator_support import FakePBX, operator_config, play, recorded_call
+
+    receiver = Receiver().start()
+    pbx = FakePBX(filter_fault=fault)
+    data = operator_config(tmp_path, pbx.port)
+    data["server"]["timeout"] = 2.0
+    data["webhooks"] = [{"url": receiver.url, "secret": receiver.secret}]
+    path = tmp_path / "cti.toml"
+    write_config(path, data)
+    agent = AgentProcess(path, data["agent"]["listen"], tmp_path / "agent.log").start()
+    try:
+        agent.wait_healthy(30)
+        asked = pbx.filters
+        assert pbx.logins == 2, "one session dropped at the Filter, then one that works"
+        play(pbx, recorded_call(1, "+79165550101", "Анна"))
+        receiver.wait(lambda: bool(receiver.of("screen_pop")), 20, "the pop")
+        assert agent.terminate() == 0
+    finally:
+        agent.close()
+        pbx.close()
+        receiver.stop()
+    log = agent.text()
+    assert asked == 1 if fault == "close" else asked >= 1
+    assert pbx.filters == asked, "the second session was not asked"
+    assert log.count("asking Asterisk for event filters failed") == 1, log[-3000:]
+    assert "the next session reads every event" in log

@@ -60,7 +60,8 @@ from cti_cli.agent.pops import (
 from cti_cli.agent.rule import RuleOutcome, RuleRunner
 from cti_cli.ami.client import AMIClient
 from cti_cli.ami.codec import EventFilter
-from cti_cli.ami.filters import FiltersPartlyApplied, filter_events
+from cti_cli.ami.errors import AMIError
+from cti_cli.ami.filters import FiltersPartlyApplied, NotAsked, filter_events
 from cti_cli.ami.params import server_params
 from cti_cli.ami.reconnect import (
     ConnectionState,
@@ -518,6 +519,12 @@ class Agent:
             log.warning("%sAMI: %s; not asking again: this session is dropped and the next "
                         "reads every event", where, exc)  # fmt: skip
             raise
+        except AMIError as exc:  # no answer, or the connection dropped: maybe at the Filter
+            pbx.server_filters, pbx.server_filters_broken = False, True
+            log.warning("%sAMI: asking Asterisk for event filters failed (%s); not asking "
+                        "again: the next session reads every event", where,
+                        exc.describe())  # fmt: skip
+            raise
         applied = why is None
         if applied == pbx.server_filters:
             return
@@ -525,6 +532,9 @@ class Agent:
         if applied:
             log.info("%sAMI: Asterisk sends only the %d kinds of events the agent reads",
                      where, len(pbx.events.names))  # fmt: skip
+        elif isinstance(why, NotAsked):
+            log.info("%sAMI: reading every event and dropping the unread ones here (%s)",
+                     where, why)  # fmt: skip
         else:
             log.info("%sAMI: reading every event and dropping the unread ones here (%s); "
                      "an AMI user with write = system lets Asterisk drop them instead",

@@ -197,9 +197,10 @@ def reconciler(
     (`filter_events`; before the snapshot, which then covers what was dropped while the
     filters went in). Refused (a user without `write = system`, an older Asterisk): every
     event is read, as before, and nothing is said, since `cti doctor` tells an admin why. Taken
-    only in part: this session is dropped and the next ones are not asked again."""
-    from cti_cli.ami.errors import ActionFailed, PermissionDenied
-    from cti_cli.ami.filters import FiltersPartlyApplied, filter_events
+    only in part, not answered, or the connection dropped while asking: this session is
+    dropped and the next ones are not asked again."""
+    from cti_cli.ami.errors import ActionFailed, AMIError, PermissionDenied
+    from cti_cli.ami.filters import filter_events
     from cti_cli.ami.reconnect import snapshot_channels
 
     warned = False
@@ -210,7 +211,7 @@ def reconciler(
         if asking:
             try:
                 await filter_events(client, tracker.event_names)
-            except FiltersPartlyApplied:
+            except AMIError:  # taken half-way, no answer, dropped: the next session reads all
                 asking = False
                 raise
         try:
