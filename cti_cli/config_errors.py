@@ -45,6 +45,7 @@ _ALLOWED: dict[str, str] = {
     "agent.public_url": "must be an http:// or https:// URL without ?query or #fragment",
     "directory.region": 'must be a two-letter country code like "RU"',
     "webhooks.*.url": "must be an http:// or https:// URL",
+    "url": "must be an http:// or https:// URL",  # `cti webhooks add` checks a Webhook alone
     "publish.*.url": "must be a nats://, tls://, amqp:// or amqps:// URL (no #fragment)",
     "publish.*.stream": "must be 1–64 letters, digits, _ or -",
     "publish.*.subject": 'must be dot-separated words of letters, digits, _ or -, e.g. "cti"',
@@ -155,9 +156,25 @@ def key_path(loc: Loc) -> str:
     return out
 
 
+_URL_KEYS = ("url", "source", "lease")  # a token may sit in the path or the query
+
+
+def _url_shown(value: str) -> str:
+    """Only where a URL goes: Zammad's token is its path, other services put one in the
+    query, and user:password may precede the host."""
+    scheme, _, rest = value.partition("://")
+    authority, slash, path = rest.partition("/")
+    authority, question, _query = authority.partition("?")
+    _userinfo, at, host = authority.rpartition("@")
+    shown = f"{scheme}://{SECRET_MASK + '@' if at else ''}{host}"
+    return f'"{shown}/{SECRET_MASK}"' if (slash and path) or question else f'"{shown}"'
+
+
 def _show_value(key: str, value: object) -> str:
     if "password" in key or "secret" in key:
         return SECRET_MASK
+    if isinstance(value, str) and "://" in value and key.rpartition(".")[2] in _URL_KEYS:
+        return _url_shown(value)
     if isinstance(value, str) and "://" in value and "@" in value:  # user:password@host
         scheme, host = value.partition("://")[0], value.rpartition("@")[2]
         return f'"{scheme}://{SECRET_MASK}@{host}"'

@@ -161,6 +161,25 @@ def test_all_problems_reported_at_once_and_secrets_not_echoed(path: Path) -> Non
     assert not any("s3cret" in line for line in found)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://zammad.example.org/api/v1/cti/Zx9TokenSecret ", "https://zammad.example.org/••••••"),
+        ("https://admin:Pw4@sd.example.org/hook x", "https://••••••@sd.example.org/••••••"),
+        ("https://sd.example.org?token=Zx9TokenSecret x", "https://sd.example.org/••••••"),
+        ("ftp://sd.example.org", "ftp://sd.example.org"),
+    ],
+)  # fmt: skip
+def test_a_bad_webhook_url_is_named_without_its_token(path: Path, url: str, shown: str) -> None:
+    # Zammad's CTI token is the URL's path; other desks put one in the query: a pasted URL
+    # with a trailing space must not print it, in `cti show`, the agent's log or anywhere
+    text = FULL + f'\n[[webhooks]]\nurl = "{url}"\nformat = "zammad"\n'
+    found = problems(path, text)
+    assert found == [
+        f'cti.toml: webhooks[1].url: must be an http:// or https:// URL, got "{shown}"']
+    assert not any(secret in line for line in found for secret in ("Zx9Token", "Pw4", "/hook"))
+
+
 def test_bad_extension_named(path: Path) -> None:
     found = problems(path, FULL.replace('"101", "102"', '"101", "10 2"'))
     assert found == [
