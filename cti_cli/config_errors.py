@@ -39,17 +39,20 @@ _ALLOWED: dict[str, str] = {
     "servers.*.tls": "must be true or false",
     "servers.*.timeout": "must be a number of seconds, more than 0 and at most 300",
     "rule.timeout": "must be a number of seconds, more than 0 and at most 60",
-    "agent.listen": 'must be HOST:PORT, e.g. "127.0.0.1:9377"',
-    "agent.admin_listen": 'must be HOST:PORT, e.g. "127.0.0.1:9378"',
+    "agent.listen": 'must be HOST:PORT with a port 1–65535, e.g. "127.0.0.1:9377"',
+    "agent.admin_listen": 'must be HOST:PORT with a port 1–65535, e.g. "127.0.0.1:9378"',
     "agent.pop_ttl": "must be a number of seconds, more than 0",
-    "agent.public_url": "must be an http:// or https:// URL without ?query or #fragment",
+    "agent.public_url": "must be an http:// or https:// URL without ?query or #fragment "
+    "(its port 1–65535)",
     "directory.region": 'must be a two-letter country code like "RU"',
-    "webhooks.*.url": "must be an http:// or https:// URL",
-    "url": "must be an http:// or https:// URL",  # `cti webhooks add` checks a Webhook alone
-    "publish.*.url": "must be a nats://, tls://, amqp:// or amqps:// URL (no #fragment)",
+    "webhooks.*.url": "must be an http:// or https:// URL (its port 1–65535)",
+    "url": "must be an http:// or https:// URL (its port 1–65535)",  # `cti webhooks add`
+    "publish.*.url": "must be a nats://, tls://, amqp:// or amqps:// URL (no #fragment, its "
+    "port 1–65535)",
     "publish.*.stream": "must be 1–64 letters, digits, _ or -",
     "publish.*.subject": 'must be dot-separated words of letters, digits, _ or -, e.g. "cti"',
-    "agent.lease": 'must be a redis:// or rediss:// URL, e.g. "redis://127.0.0.1:6379/0"',
+    "agent.lease": 'must be a redis:// or rediss:// URL with a port 1–65535, e.g. '
+    '"redis://127.0.0.1:6379/0"',
     "agent.lease_ttl": "must be a number of seconds from 0.5 to 300",
     "agent.retention": "must be a number of seconds, at least 60 (604800 is 7 days)",
 }

@@ -11,6 +11,7 @@ import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -147,6 +148,23 @@ class DirectoryConfig(_Block):
         raise ValueError('must be "csv:/path/employees.csv" or an http(s):// URL template')
 
 
+def _port_in_range(cls: type, value: str | None) -> str | None:
+    """A HOST:PORT or URL whose port is 1–65535 (the pattern lets 99999 through; binding or
+    connecting would then fail with a traceback or a wrong diagnosis)."""
+    if value is None:
+        return value
+    if "://" in value:
+        try:
+            port = urlsplit(value).port
+        except ValueError:
+            raise ValueError("its port must be 1–65535") from None
+    else:
+        port = int(value.rpartition(":")[2])
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("its port must be 1–65535")
+    return value
+
+
 class AgentConfig(_Block):
     """The `cti agent` service: where it listens, keeps its outbox, and how long pops live."""
 
@@ -162,6 +180,8 @@ class AgentConfig(_Block):
     lease_ttl: float = Field(default=5.0, ge=0.5, le=300)
     # seconds delivered outbox rows and operator page history (caller numbers) are kept
     retention: float = Field(default=7 * 86400.0, ge=60)
+
+    _ports = field_validator("listen", "admin_listen", "public_url", "lease")(_port_in_range)
 
 
 class DeskConfig(_Block):
@@ -210,6 +230,7 @@ class Webhook(_Block):
     timeout: float = Field(default=5.0, gt=0, le=120)
 
     _known_events = field_validator("events")(_known_event_names)
+    _port = field_validator("url")(_port_in_range)
 
     def wants(self, event: str) -> bool:
         return self.events is None or event in self.events
@@ -226,6 +247,7 @@ class Publish(_Block):
     timeout: float = Field(default=5.0, gt=0, le=120)
 
     _known_events = field_validator("events")(_known_event_names)
+    _port = field_validator("url")(_port_in_range)
 
     def wants(self, event: str) -> bool:
         return self.events is None or event in self.events

@@ -190,8 +190,9 @@ def test_webhooks_by_command_add_list_test_remove(tmp_path: Path) -> None:
         assert cti(path, "webhooks", "add", "ftp://x").returncode == 2
         pasted = cti(path, "webhooks", "add", zammad + "9 ", "--format", "zammad")
         assert pasted.returncode == 2 and "TOKEN123" not in pasted.stderr
-        assert pasted.stderr.strip() == ('cti: url: must be an http:// or https:// URL, got '
-                                         '"https://sd.example.org/••••••"')  # fmt: skip
+        assert pasted.stderr.strip() == (
+            'cti: url: must be an http:// or https:// URL (its port 1–65535), got '
+            '"https://sd.example.org/••••••"')  # fmt: skip
         assert cti(path, "webhooks", "remove", zammad).returncode == 0
         assert len(json.loads(cti(path, "webhooks", "list", "--json").stdout)) == 1
         missing = cti(path, "webhooks", "remove", "7")

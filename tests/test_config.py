@@ -136,7 +136,8 @@ PORT = "cti.toml: server.port: must be an integer 1–65535"
         ('format = "json"', 'format = "xml"',
          'cti.toml: webhooks[0].format: must be "json" or "zammad", got "xml"'),
         ('url = "https://sd.example.org/cti/events"', 'url = "sd.example.org"',
-         'cti.toml: webhooks[0].url: must be an http:// or https:// URL, got "sd.example.org"'),
+         'cti.toml: webhooks[0].url: must be an http:// or https:// URL (its port 1–65535), '
+         'got "sd.example.org"'),
         ("enabled = false", "enabled = 1", "cti.toml: enabled: must be true or false, got 1"),
     ],
 )  # fmt: skip
@@ -176,8 +177,33 @@ def test_a_bad_webhook_url_is_named_without_its_token(path: Path, url: str, show
     text = FULL + f'\n[[webhooks]]\nurl = "{url}"\nformat = "zammad"\n'
     found = problems(path, text)
     assert found == [
-        f'cti.toml: webhooks[1].url: must be an http:// or https:// URL, got "{shown}"']
+        "cti.toml: webhooks[1].url: must be an http:// or https:// URL (its port 1–65535), "
+        f'got "{shown}"']
     assert not any(secret in line for line in found for secret in ("Zx9Token", "Pw4", "/hook"))
+
+
+@pytest.mark.parametrize(
+    ("block", "problem"),
+    [
+        ('[agent]\nlisten = "127.0.0.1:99999"',
+         'agent.listen: must be HOST:PORT with a port 1–65535, e.g. "127.0.0.1:9377", got '
+         '"127.0.0.1:99999"'),
+        ('[agent]\nadmin_listen = "127.0.0.1:0"',
+         'agent.admin_listen: must be HOST:PORT with a port 1–65535, e.g. "127.0.0.1:9378", '
+         'got "127.0.0.1:0"'),
+        ('[[webhooks]]\nurl = "https://sd.example.org:99999/x"',
+         'webhooks[0].url: must be an http:// or https:// URL (its port 1–65535), got '
+         '"https://sd.example.org:99999/••••••"'),
+        ('[[publish]]\nurl = "nats://127.0.0.1:70000"',
+         "publish[0].url: must be a nats://, tls://, amqp:// or amqps:// URL (no #fragment, "
+         'its port 1–65535), got "nats://127.0.0.1:70000"'),
+    ],
+)  # fmt: skip
+def test_a_port_past_65535_is_a_config_error(path: Path, block: str, problem: str) -> None:
+    # before, the agent died binding 99999 with a traceback, and `cti webhooks test` blamed
+    # name resolution for a URL whose port could never be reached
+    assert problems(path, FULL.replace("[server]", f"{block}\n\n[server]", 1)) == [
+        f"cti.toml: {problem}"]  # fmt: skip
 
 
 def test_bad_extension_named(path: Path) -> None:

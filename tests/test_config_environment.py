@@ -92,7 +92,8 @@ def test_each_bad_value_names_where_it_came_from(
     shown = cti(conf, "show")
     assert shown.code == 2
     assert shown.err == (
-        "cti: CTI_WEBHOOKS: webhooks[0].url: must be an http:// or https:// URL, "
+        "cti: CTI_WEBHOOKS: webhooks[0].url: must be an http:// or https:// URL (its port "
+        "1–65535), "
         'got "ftp://sd.example.org" (environment)\n'
     )
     assert "hunter2" not in shown.out + shown.err
