@@ -201,6 +201,6 @@ def _wants_json(path: tuple[str, ...]) -> bool:
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True

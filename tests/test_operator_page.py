@@ -80,6 +80,29 @@ def test_missing_or_damaged_store_gives_no_access(tmp_path: Path) -> None:
     path.write_text("{not json", encoding="utf-8")
     assert store.verify("A" * 43, {"ivanov"}) is None
     assert store.problem and "not valid JSON" in store.problem
+    assert "move it away and run 'cti operator-link LOGIN'" in store.problem
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert store.verify("A" * 43, {"ivanov"}) is None, "nested too deeply: no access, no crash"
+    assert store.problem and "nested too deeply" in store.problem
+
+
+@pytest.mark.parametrize(
+    "damage", [b"[" * 100_000 + b"]" * 100_000, b'{"operators": 5}', b"\xff\xfe", b'{"x": '])
+def test_a_damaged_pages_file_is_kept_aside_and_the_hub_starts_empty(
+    tmp_path: Path, damage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the next save writes a fresh file: the damaged one is kept beside it, never overwritten
+    path = tmp_path / "pages.json"
+    path.write_bytes(damage)
+    hub = PopHub(path, clock=Clock())
+    assert hub.entries("ivanov") == []
+    kept = tmp_path / "pages.json.damaged"
+    assert kept.read_bytes() == damage
+    assert f"starting empty, the damaged file is kept as {kept}" in caplog.text
+    hub.publish_pop("ivanov", pop(1))
+    assert json.loads(path.read_bytes())["operators"]["ivanov"]["events"][0]["data"]["id"] == (
+        "pop-1")  # fmt: skip
+    assert kept.read_bytes() == damage
 
 
 def test_page_url_uses_public_url_or_listen() -> None:

@@ -1209,3 +1209,16 @@ async def test_a_header_http_forbids_is_never_sent_and_its_value_never_shown() -
     with pytest.raises(CannotSend, match="invalid header name"):
         await client.post(b"{}", [(b"X Token", b"ok")])
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("answer", "action"),
+    [(b'{"action":"reject","reason":"busy"}', "reject"), (b"{}", None), (b"", None),
+     (b"[" * 3000, None), (b'{"a":' * 1500 + b"1" + b"}" * 1500, None), (b"\xff", None)],
+)  # fmt: skip
+def test_a_zammad_answer_nested_thousands_deep_is_no_action(answer: bytes, action: str) -> None:
+    # the desk's 2xx answer (up to 4 KB is read): deep nesting raised RecursionError into the
+    # delivery, which no HTTP answer may do
+    from cti_cli.notify.zammad import zammad_action
+
+    assert zammad_action(answer) == action

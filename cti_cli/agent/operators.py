@@ -58,6 +58,10 @@ def looks_like_token(token: str) -> bool:
     return len(token) == TOKEN_CHARS and set(token) <= _ALPHABET
 
 
+_DAMAGED_FIX = ("; move it away and run 'cti operator-link LOGIN' to make new links "
+                "(every operator's old link then stops working)")
+
+
 @dataclass
 class _State:
     secret: bytes | None = None
@@ -94,7 +98,7 @@ class TokenStore:
             except OSError as exc:
                 self.problem = f"{self.path}: cannot read: {exc.strerror}"
             except ValueError as exc:
-                self.problem = f"{self.path}: {exc}"
+                self.problem = f"{self.path}: {exc}{_DAMAGED_FIX}"
             self._stamp = stamp
         return self._state
 
@@ -137,7 +141,7 @@ class TokenStore:
             except OSError as exc:
                 raise TokenStoreError(f"{self.path}: cannot read: {exc.strerror}") from None
             except ValueError as exc:
-                raise TokenStoreError(f"{self.path}: {exc}") from None
+                raise TokenStoreError(f"{self.path}: {exc}{_DAMAGED_FIX}") from None
             changed = False
             if state.secret is None:
                 state.secret = secrets.token_bytes(32)
@@ -186,6 +190,8 @@ def _parse(raw: bytes) -> _State:
         data: Any = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     secret_text = data.get("secret")

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -28,7 +29,7 @@ from typing import Any
 
 from cti_cli.calls.events import Answered, CallEvent, Ended, Ringing
 from cti_cli.files import write_private
-from cti_cli.textsafe import utf8, whole_json
+from cti_cli.textsafe import shorten, utf8, whole_json
 
 log = logging.getLogger("cti.agent.pages")
 
@@ -378,11 +379,20 @@ class PopHub:
         if self.path is None:
             return
         try:
-            data: Any = whole_json(json.loads(self.path.read_bytes().decode("utf-8")))
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return
-        except (OSError, ValueError, RecursionError) as exc:
-            log.warning("operator pages: cannot read %s (%s); starting empty", self.path, exc)
+        except OSError as exc:
+            log.warning("operator pages: cannot read %s (%s); starting empty", self.path,
+                        exc.strerror)  # fmt: skip
+            return
+        try:
+            data: Any = whole_json(json.loads(raw.decode("utf-8")))
+        except RecursionError:
+            self._damaged("nested too deeply")
+            return
+        except ValueError as exc:
+            self._damaged(str(exc))
             return
         try:
             self._last_id = int(data.get("last_id", 0))
@@ -397,8 +407,22 @@ class PopHub:
                 history = [dict(h) for h in saved.get("history", [])][:HISTORY]
                 feed.history = self._retained(history, self.clock())
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            log.warning("operator pages: %s is damaged (%s); starting empty", self.path, exc)
+            self._damaged(f"{type(exc).__name__}: {exc}")
             self._feeds.clear()
+
+    def _damaged(self, why: str) -> None:
+        """Start empty, but keep the damaged file beside the new one (`.damaged`): the next
+        save would otherwise overwrite what someone may want to look at or repair."""
+        assert self.path is not None
+        kept = self.path.with_name(self.path.name + ".damaged")
+        try:
+            os.replace(self.path, kept)
+        except OSError as exc:
+            log.warning("operator pages: %s is damaged (%s); starting empty (cannot keep it: "
+                        "%s)", self.path, shorten(why, 200), exc.strerror)  # fmt: skip
+            return
+        log.warning("operator pages: %s is damaged (%s); starting empty, the damaged file is "
+                    "kept as %s", self.path, shorten(why, 200), kept)  # fmt: skip
 
     def _save(self) -> None:
         """Persist soon: inside the agent's loop at most once per SAVE_EVERY seconds, written

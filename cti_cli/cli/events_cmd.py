@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from cti_cli.cli.common import EXIT_FAILURE, EXIT_USAGE, fail, load_config
+from cti_cli.textsafe import whole_json
 
 events_app = typer.Typer(
     help="The event bus ([[publish]]): read call events and screen pops back.",
@@ -80,8 +81,8 @@ def tail(
         seen = 0
         async for message in read_bus(publish, subject, history=history, ready=ready):
             try:
-                body: Any = json.loads(message.body)
-            except ValueError:
+                body: Any = whole_json(json.loads(message.body))
+            except (ValueError, RecursionError):
                 body = message.body.decode("utf-8", "replace")
             if json_out:
                 out = {"subject": message.subject, "id": message.key, "event": message.event,

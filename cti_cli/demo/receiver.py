@@ -71,7 +71,7 @@ class Receiver:
                     return
                 try:
                     data = json.loads(body)
-                except ValueError:
+                except (ValueError, RecursionError):
                     self._answer(400)
                     return
                 key = self.headers.get("X-CTI-Delivery", "")

@@ -102,7 +102,7 @@ def zammad_action(answer: bytes) -> str | None:
     """The `action` Zammad answered with (`reject` for a blocked caller), if any."""
     try:
         data = json.loads(answer or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # the desk's words: maybe nested 2,000 deep
         return None
     action = data.get("action") if isinstance(data, dict) else None
     return str(action) if action else None
