@@ -76,7 +76,7 @@ from cti_cli.notify.outbox import Item, Outbox, OutboxError, OutboxUnwritable
 from cti_cli.notify.webhook import DeliveryResult, OutboxDeliverer, WebhookDeliverer, safe_url
 from cti_cli.notify.zammad import ZammadMapper, zammad_action
 from cti_cli.rules import RuleError, effective_rule
-from cti_cli.textsafe import utf8
+from cti_cli.textsafe import shorten, utf8
 
 log = logging.getLogger("cti.agent")
 
@@ -85,6 +85,7 @@ HELD_MAX = 20_000  # outbox writes kept in memory while the disk refuses them
 STEADY_SECONDS = 5.0  # an outbox that failed is back once it has saved for this long
 SHUTDOWN_SECONDS = 5.0
 SESSION_RESTART_SECONDS = 1.0  # after an AMI session ended by an unexpected error
+NAME_IN_LOG = 120  # characters of a caller's number or name in a log line (they set their own)
 GROUP_COMMIT_SECONDS = 0.005  # a SIGKILL inside it is as if it came before the read (reconcile)
 SWITCH_INTERVAL = 0.001  # seconds: how soon a rule thread gets the GIL from the loop
 LIFECYCLE_TTL = 24 * 3600.0
@@ -709,7 +710,8 @@ class Agent:
             log.warning("rule: %s", error)
         body = screen_pop_body(pop, call, opened)
         log.info("pop → %s (%s, %s) for %s %s", pop.operator.login, pop.operator.extension,
-                 pop.trigger, call.get("caller") or "unknown caller", call.get("caller_name") or "",
+                 pop.trigger, shorten(call.get("caller") or "unknown caller", NAME_IN_LOG),
+                 shorten(call.get("caller_name") or "", NAME_IN_LOG),
                  extra={"event": "screen_pop", "call_id": call["call_id"],
                         "operator": pop.operator.login})  # fmt: skip
         self.pages.publish_pop(body)  # the operator's own page, webhooks or not

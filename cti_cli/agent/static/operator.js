@@ -54,6 +54,19 @@
 
   function $(id) { return document.getElementById(id); }
 
+  // A caller sets their own caller-ID name, of any length: a name of thousands of characters
+  // must not push the number and the card out of sight. Cut by code points (never half an
+  // emoji); the whole name stays in the tooltip.
+  var NAME_CHARS = 80;
+  function nameEl(name) {
+    var text = String(name || t("unknown"));
+    var chars = Array.from(text);
+    var node = el("span", "name", chars.length > NAME_CHARS
+      ? chars.slice(0, NAME_CHARS - 1).join("") + "…" : text);
+    if (chars.length > NAME_CHARS) { node.title = text; }
+    return node;
+  }
+
   function safeUrl(url) {
     return typeof url === "string" && /^https?:\/\//i.test(url) ? url : null;
   }
@@ -150,7 +163,7 @@
     if (!fresh) { card.classList.add("old"); }
 
     var head = el("div", "caller");
-    head.appendChild(el("span", "name", call.caller_name || t("unknown")));
+    head.appendChild(nameEl(call.caller_name));
     head.appendChild(el("span", "number", call.caller_e164 || call.caller || ""));
     card.appendChild(head);
 
@@ -219,7 +232,7 @@
         remembered("cti.notified").indexOf(pop.id) < 0) {
       remember("cti.notified", pop.id);
       try {
-        new Notification(call.caller_name || call.caller_e164 || call.caller || t("unknown"), {
+        new Notification(nameEl(call.caller_name || call.caller_e164 || call.caller).textContent, {
           body: [call.caller_e164 || call.caller, call.queue].filter(Boolean).join(" · "),
           tag: pop.id
         });
@@ -253,7 +266,7 @@
       item.appendChild(el("span", "when", clock(call.started)));
       item.appendChild(el("span", "badge", call.answered ? t("answered") : t("missed")));
       var who = el("span", "who");
-      who.appendChild(el("span", "name", call.caller_name || t("unknown")));
+      who.appendChild(nameEl(call.caller_name));
       who.appendChild(el("span", "number", call.caller || ""));
       item.appendChild(who);
       item.appendChild(el("span", "talk", call.answered ? duration(call.talk) : ""));
