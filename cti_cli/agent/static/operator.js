@@ -57,7 +57,7 @@
   // A caller sets their own caller-ID name, of any length: a name of thousands of characters
   // must not push the number and the card out of sight. Cut by code points (never half an
   // emoji); the whole name stays in the tooltip.
-  var NAME_CHARS = 80;
+  var NAME_CHARS = 100;
   function nameEl(name) {
     var text = String(name || t("unknown"));
     var chars = Array.from(text);
