@@ -435,3 +435,15 @@ def test_rendered_calls_keep_the_recorded_noise() -> None:
     assert {"VarSet", "Newexten", "DeviceStateChange", "TestEvent"} <= recorded_kinds
     rtcp = {dict(h)["Event"] for _, h in templates.load("blind_transfer").events}
     assert "RTCPSent" in rtcp
+
+
+def test_headless_lines_keep_their_columns_for_every_event() -> None:
+    # "transferred" is 11 characters: it ran into the caller's number
+    from cti_cli.calls import Ringing, Transferred
+    from cti_cli.demo.run import _headless_line
+
+    base = ("1.1", "1.1", "+79165550101", "Анна", "200", "support", None)
+    lines = [_headless_line(Ringing(*base, "101")),
+             _headless_line(Transferred(*base, "101", "102"))]  # fmt: skip
+    assert lines == ["ringing     +79165550101 Анна → 200 101",
+                     "transferred +79165550101 Анна → 200 102"]  # fmt: skip

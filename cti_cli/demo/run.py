@@ -217,8 +217,8 @@ def _headless_line(event: CallEvent) -> str:
     who = printable(f"{data['caller']} {data['caller_name']}".strip())
     if isinstance(event, Ended):
         by = ", ".join(data["answered_by"]) or "nobody"
-        return f"ended     {who} → {data['dialed']}: {data['reason']}, answered by {by}"
-    return f"{data['event']:<10}{who} → {data['dialed']} {ext}"
+        return f"{'ended':<12}{who} → {data['dialed']}: {data['reason']}, answered by {by}"
+    return f"{data['event']:<12}{who} → {data['dialed']} {ext}"  # "transferred" is 11 wide
 
 
 async def _follow(
