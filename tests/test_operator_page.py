@@ -258,6 +258,38 @@ def test_the_pages_file_holds_every_feed_as_it_is_now_after_each_save(tmp_path: 
     assert again.history("sidorov") == hub.history("sidorov")
 
 
+def test_a_pop_after_a_quiet_second_is_saved_at_once_and_a_burst_once_a_second(
+    tmp_path: Path,
+) -> None:
+    # What a crash (SIGKILL) can lose from the pages: the pops since the last save. A desk's
+    # pop after a quiet moment is written at once; a burst right after it waits for the next
+    # second's save rather than writing the file once per pop.
+    path = tmp_path / "pages.json"
+
+    def saved() -> list[str]:
+        if not path.exists():
+            return []
+        events = json.loads(path.read_bytes())["operators"]["ivanov"]["events"]
+        return [str(e["data"]["id"]) for e in events]
+
+    async def desk() -> tuple[list[str], list[str], list[str]]:
+        hub = PopHub(path)
+        hub.publish_pop("ivanov", pop(1))
+        await asyncio.sleep(0.3)
+        first = saved()
+        hub.publish_pop("ivanov", pop(2))
+        hub.publish_pop("ivanov", pop(3))
+        await asyncio.sleep(0.3)
+        burst = saved()
+        await asyncio.sleep(1.0)
+        return first, burst, saved()
+
+    first, burst, later = asyncio.run(desk())
+    assert first == ["pop-1"], "the first pop in a while is on disk at once"
+    assert burst == ["pop-1"], "a burst waits for the next save"
+    assert later == ["pop-1", "pop-2", "pop-3"]
+
+
 def test_hub_resumes_after_last_event_id_without_loss_or_repeat(tmp_path: Path) -> None:
     clock = Clock()
     hub = PopHub(tmp_path / "pages.json", clock=clock)

@@ -180,6 +180,7 @@ class PopHub:
         self._last_id = 0
         self._dirty = False
         self._flush: asyncio.TimerHandle | None = None
+        self._saved_at = float("-inf")  # loop time of the last save
         self._save_failing = False  # the last save failed (warned once, until one works)
         self._load()
         self._last_id = max(self._last_id, int(clock() * 1000))
@@ -425,8 +426,10 @@ class PopHub:
                     "kept as %s", self.path, shorten(why, 200), kept)  # fmt: skip
 
     def _save(self) -> None:
-        """Persist soon: inside the agent's loop at most once per SAVE_EVERY seconds, written
-        by a worker thread (a pop must never wait for the disk); without a loop, at once."""
+        """Persist soon: inside the agent's loop at once when the last save is SAVE_EVERY
+        seconds old, else when it will be (so a crash loses at most the last second's pops,
+        and a busy desk still costs one write a second), written by a worker thread (a pop
+        must never wait for the disk); without a loop, at once."""
         if self.path is None:
             return
         try:
@@ -436,12 +439,14 @@ class PopHub:
             return
         self._dirty = True
         if self._flush is None:
-            self._flush = loop.call_later(SAVE_EVERY, self._flush_soon, loop)
+            wait = max(0.0, self._saved_at + SAVE_EVERY - loop.time())
+            self._flush = loop.call_later(wait, self._flush_soon, loop)
 
     def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         self._flush = None
         if self._dirty:
             self._dirty = False
+            self._saved_at = loop.time()
             raw = self._snapshot()
             loop.run_in_executor(None, self._write, raw)
 
