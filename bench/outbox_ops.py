@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from side_by_side import code_of
+
 ROOT = Path(__file__).resolve().parent.parent
 
 WORKER = r"""
@@ -77,12 +79,6 @@ def run(tree: Path, calls: int, every: float) -> float:
             capture_output=True, text=True, check=True,
         )  # fmt: skip
     return float(json.loads(out.stdout)["us_per_call"])
-
-
-def code_of(tree: Path) -> str:
-    found = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h"],
-                           capture_output=True, text=True, check=False)  # fmt: skip
-    return found.stdout.strip() or "?"
 
 
 def main() -> None:

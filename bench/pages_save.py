@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from side_by_side import code_of
+
 ROOT = Path(__file__).resolve().parent.parent
 
 WORKER = r"""
@@ -102,12 +104,6 @@ def run(tree: Path, operators: int, events: int, saves: int, fresh: int) -> dict
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return dict(json.loads(out.stdout))
-
-
-def code_of(tree: Path) -> str:
-    found = subprocess.run(["git", "-C", str(tree), "log", "-1", "--format=%h"],
-                           capture_output=True, text=True, check=False)  # fmt: skip
-    return found.stdout.strip() or "?"
 
 
 def main() -> None:
