@@ -111,6 +111,8 @@ def _in_environment(name: str, error: Any, loc: tuple[str | int, ...]) -> str:
 
 def _allowed(error: Any, loc: tuple[str | int, ...]) -> str:
     pattern = ".".join("*" if isinstance(p, int) else str(p) for p in loc)
+    if error["type"] == "url_password":  # more precise than what the key accepts in general
+        return str(error["msg"])
     if error["type"] == "literal_error" and (choices := _choices_at(loc)):
         quoted = [f'"{c}"' for c in choices]
         either = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
@@ -166,9 +168,9 @@ def _url_shown(value: str) -> str:
     """Only where a URL goes: Zammad's token is its path, other services put one in the
     query, and user:password may precede the host."""
     scheme, _, rest = value.partition("://")
+    _userinfo, at, rest = rest.rpartition("@")  # the last "@": a password may hold "/" or "?"
     authority, slash, path = rest.partition("/")
-    authority, question, _query = authority.partition("?")
-    _userinfo, at, host = authority.rpartition("@")
+    host, question, _query = authority.partition("?")
     shown = f"{scheme}://{SECRET_MASK + '@' if at else ''}{host}"
     return f'"{shown}/{SECRET_MASK}"' if (slash and path) or question else f'"{shown}"'
 

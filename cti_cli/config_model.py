@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from cti_cli.config_choices import (
     WEBHOOK_EVENTS,
@@ -157,6 +158,12 @@ def _port_in_range(cls: type, value: str | None) -> str | None:
         try:
             port = urlsplit(value).port
         except ValueError:
+            if "@" in value:  # "user:pa55/w0rd@host": what follows ":" reads as the port
+                raise PydanticCustomError(
+                    "url_password",
+                    "must be a URL whose password has / ? # and @ percent-encoded "
+                    "(%2F %3F %23 %40): as written, part of it reads as the port",
+                ) from None
             raise ValueError("its port must be 1–65535") from None
     else:
         port = int(value.rpartition(":")[2])

@@ -127,6 +127,37 @@ ROWS: list[tuple[str, str, list[str]]] = [
      "told once; the outbox (every row) and its lock written again, a second agent refused; "
      "after SIGKILL and a restart the waiting pop is delivered, once",
      ["test_outbox_disk_lab.py::test_state_dir_removed_while_running"]),
+    ("A service desk's JSON with half a character (`\\ud83d`: an emoji cut in two) in an "
+     "employee's name",
+     "the pop goes out (webhook and page) with U+FFFD there, the call's later events and the "
+     "next call too; the pages file is written; SIGTERM exits 0",
+     ["test_operator_page.py::test_half_a_character_from_the_service_desk_breaks_no_pop"]),
+    ("A PBX (or a proxy in front of it) that never answers `Filter`, or drops the connection "
+     "on it; Filter taken half-way by `cti watch`",
+     "said once, not asked again: the next session reads every event and pops",
+     ["test_ami_filters.py::test_an_agent_whose_filters_go_unanswered",
+      "test_ami_filters.py::test_watch_drops_a_session_whose_filters_went_in_half_way"]),
+    ("Asterisk 18.24, 20.9, 21.4, certified and GIT releases (no advanced filters: the empty "
+     "Filter would be a match-all regex)",
+     "not asked for filters (the release read from `CoreSettings`); 18.25, 20.10, 21.5 and 22 "
+     "are; `cti doctor` does not blame `write = system` then",
+     ["test_ami_filters.py::test_an_older_asterisk_is_asked_only_from_the_release",
+      "test_doctor.py::test_noise_an_asterisk_cannot_filter_is_not_blamed"]),
+    ("Pages file, operators.json nested 100,000 deep, not JSON, of the wrong shape; a Zammad "
+     "answer nested 1,500 deep",
+     "one warning, the hub starts empty and the damaged file is kept as `.damaged` (never "
+     "overwritten); no access and what to do; no action, no crash",
+     ["test_operator_page.py::test_a_damaged_pages_file_is_kept_aside",
+      "test_operator_page.py::test_missing_or_damaged_store_gives_no_access",
+      "test_webhook_delivery.py::test_a_zammad_answer_nested_thousands_deep"]),
+    ("A caller name of 5,000 characters (an emoji at the cut); a pasted Zammad URL with a "
+     "trailing space; ports past 65535",
+     "the page shows 100 characters (the whole name in the tooltip), the number and card in "
+     "sight, the log line 120; the URL shown as scheme://host/•••••• (its token never); a "
+     "config error naming the key",
+     ["test_operator_browser.py::test_a_caller_name_thousands_long",
+      "test_config.py::test_a_bad_webhook_url_is_named_without_its_token",
+      "test_config.py::test_a_port_past_65535_is_a_config_error"]),
 ]
 
 # how a measurement a test recorded reads in the table (unknown keys: `key=value`)

@@ -268,3 +268,12 @@ def test_shipped_example_is_valid() -> None:
     config = cfg.load_file(example)
     assert config.enabled is False
     assert config.operator_extensions()["101"][1].name == "Иван Иванов"
+
+
+def test_a_password_with_a_slash_in_a_url_is_told_to_be_percent_encoded(path: Path) -> None:
+    # "desk:pa55/w0rd@": the URL's port reads "pa55"; nothing of the password is shown
+    text = FULL + '\n[[webhooks]]\nurl = "http://desk:pa55/w0rd@127.0.0.1/h"\n'
+    assert problems(path, text) == [
+        "cti.toml: webhooks[1].url: must be a URL whose password has / ? # and @ "
+        "percent-encoded (%2F %3F %23 %40): as written, part of it reads as the port, got "
+        '"http://••••••@127.0.0.1/••••••"']  # fmt: skip

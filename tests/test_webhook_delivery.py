@@ -205,7 +205,11 @@ class Harness:
         url: str | None = None,
         **options: Any,
     ) -> None:
-        self.hook = Webhook(url=url or receiver.url, **{"secret": SECRET, **(hook or {})})
+        data = {"url": url or receiver.url, "secret": SECRET, **(hook or {})}
+        try:
+            self.hook = Webhook(**data)
+        except ValueError:  # a URL the config refuses: the deliverer must still cope with it
+            self.hook = Webhook.model_construct(url=data["url"], secret=SecretStr(SECRET))
         self.box = box
         self.results: list[DeliveryResult] = []
         self.deliverer = WebhookDeliverer(
